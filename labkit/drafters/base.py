@@ -1,0 +1,59 @@
+"""The one small protocol every drafter implements.
+
+A round: the engine calls ``propose`` (draft up to k tokens), verifies them with one target forward, then calls
+``rollback(accepted)`` so a drafter with its own KV cache can drop what the target rejected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..models import Target
+from ..sampling import Sampler
+
+
+@dataclass
+class DraftContext:
+    ids: torch.Tensor  # [L] every committed token (prompt + generated); the last one is not yet in the target cache
+    target: Target
+    target_cache: Any  # the target's KV cache (read-only for drafters; MTP drafters attend to it)
+    hidden: torch.Tensor | None  # target's last hidden state at position L-2 (the one that produced ids[-1])
+    round: int
+
+
+@dataclass
+class Proposal:
+    tokens: torch.Tensor  # [k'] long, k' <= k, on the target's device
+    q: torch.Tensor | None = None  # [k', V] warped drafter probabilities; None = a deterministic proposal
+    reused_target_state: int = 0  # target KV positions read instead of recomputed (MTP)
+
+
+class Drafter:
+    """Base class with no-op defaults; subclasses override ``propose`` and whatever else they need."""
+
+    name: str = "drafter"
+    needs_hidden: bool = False  # ask the engine for the target's last hidden state
+    vocab_size: int | None = None  # checked against the target's when known
+
+    def begin(self, target: Target, prompt_ids: torch.Tensor) -> None:
+        """A new generation starts; prefill any state of your own with ``prompt_ids[:-1]``."""
+
+    def propose(self, ctx: DraftContext, k: int, sampler: Sampler) -> Proposal:
+        raise NotImplementedError
+
+    def rollback(self, accepted: int) -> None:
+        """The target kept ``accepted`` of your last proposal; drop the rest from your own cache."""
+
+    def kv_length(self) -> int | None:
+        """Length of your own KV cache, or None if you keep none."""
+        return None
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def empty_proposal(device: torch.device) -> Proposal:
+    return Proposal(torch.empty(0, dtype=torch.long, device=device), None)

@@ -1,0 +1,154 @@
+"""Plain records of what the engine did: one RoundRecord per verify round, and the GenerationResult."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
+
+
+@dataclass(frozen=True)
+class KVTrace:
+    """KV cache length (tokens) at the four moments of a round."""
+
+    before: int
+    after_draft: int
+    after_verify: int
+    after_rollback: int
+
+    @property
+    def reused(self) -> int:
+        """Positions already cached when the round started."""
+        return self.before
+
+    @property
+    def computed(self) -> int:
+        """Positions computed during the round (draft or verify)."""
+        return self.after_verify - self.before
+
+    @property
+    def discarded(self) -> int:
+        """Positions computed and then rolled back (rejected drafts)."""
+        return self.after_verify - self.after_rollback
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    index: int
+    context_len: int  # committed tokens (prompt + generated) when the round started
+    drafted: list[int]
+    p: list[float]  # target probability of each drafted token (warped; softmax at T=1 in greedy)
+    q: list[float]  # drafter probability of each drafted token (1.0 for deterministic proposals)
+    u: list[float]  # uniform draws of the acceptance test (sampling only)
+    margin: list[float]  # greedy: target top-1 logit minus the drafted token's logit
+    accepted: int
+    rejected_at: int | None  # index into `drafted` of the first rejection; None if all accepted
+    next_token: int  # the replacement (after a rejection) or the bonus token (after all accepted)
+    next_kind: str  # "replacement" | "bonus"
+    emitted: list[int]  # tokens committed this round (cut at EOS / max_new_tokens)
+    target_kv: KVTrace
+    drafter_kv: KVTrace | None
+    draft_seconds: float
+    verify_seconds: float
+    finished: str | None = None  # "eos" | "length" when the round ended generation
+    reused_target_state: int = 0  # target KV positions a drafter read instead of recomputing (MTP)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Stats:
+    new_tokens: int
+    rounds: int
+    drafted: int
+    accepted: int
+    acceptance_rate: float  # accepted / drafted
+    mean_accepted_length: float  # tokens per verify, bonus included (vLLM's "mean acceptance length")
+    per_position_acceptance: list[float]  # P(position i accepted | drafted)
+    seconds: float  # wall time of generate, prefill included
+    prefill_seconds: float
+    draft_seconds: float
+    verify_seconds: float
+    tokens_per_second: float
+    cost_ratio: float | None  # c: seconds per drafted token / seconds per target verify forward
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        c = "n/a" if self.cost_ratio is None else f"{self.cost_ratio:.3f}"
+        return (
+            f"{self.new_tokens} tokens in {self.rounds} rounds, {self.seconds:.2f}s ({self.tokens_per_second:.1f} tok/s); "
+            f"accepted {self.accepted}/{self.drafted} drafts ({100 * self.acceptance_rate:.0f}%), "
+            f"{self.mean_accepted_length:.2f} tokens/verify, c={c}"
+        )
+
+
+@dataclass
+class GenerationResult:
+    prompt_ids: list[int]
+    token_ids: list[int]  # new tokens only
+    text: str | None
+    rounds: list[RoundRecord]
+    seconds: float
+    prefill_seconds: float
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def stats(self) -> Stats:
+        drafted = sum(len(r.drafted) for r in self.rounds)
+        accepted = sum(r.accepted for r in self.rounds)
+        n = len(self.rounds)
+        kmax = max((len(r.drafted) for r in self.rounds), default=0)
+        per_pos = []
+        for i in range(kmax):
+            tried = [r for r in self.rounds if len(r.drafted) > i]
+            per_pos.append(sum(r.accepted > i for r in tried) / len(tried))
+        draft_s = sum(r.draft_seconds for r in self.rounds)
+        verify_s = sum(r.verify_seconds for r in self.rounds)
+        cost = (draft_s / drafted) / (verify_s / n) if drafted and n and verify_s > 0 else None
+        return Stats(
+            new_tokens=len(self.token_ids),
+            rounds=n,
+            drafted=drafted,
+            accepted=accepted,
+            acceptance_rate=accepted / drafted if drafted else 0.0,
+            mean_accepted_length=(accepted + n) / n if n else 0.0,
+            per_position_acceptance=per_pos,
+            seconds=self.seconds,
+            prefill_seconds=self.prefill_seconds,
+            draft_seconds=draft_s,
+            verify_seconds=verify_s,
+            tokens_per_second=len(self.token_ids) / self.seconds if self.seconds > 0 else 0.0,
+            cost_ratio=cost,
+        )
+
+    def to_dataframe(self, per: str = "round"):
+        """One row per round (``per="round"``) or per drafted token (``per="token"``)."""
+        import pandas as pd
+
+        if per == "round":
+            rows = []
+            for r in self.rounds:
+                d = r.as_dict()
+                for who in ("target_kv", "drafter_kv"):
+                    kv = d.pop(who) or {}
+                    for key, v in kv.items():
+                        d[f"{who}_{key}"] = v
+                d["n_drafted"] = len(r.drafted)
+                d["n_emitted"] = len(r.emitted)
+                rows.append(d)
+            return pd.DataFrame(rows)
+        if per == "token":
+            rows = []
+            for r in self.rounds:
+                for i, tok in enumerate(r.drafted):
+                    rows.append({
+                        "round": r.index, "position": i, "token": tok, "p": r.p[i], "q": r.q[i],
+                        "u": r.u[i] if r.u else None, "margin": r.margin[i] if r.margin else None,
+                        "accepted": i < r.accepted,
+                        "verdict": "accepted" if i < r.accepted else ("rejected" if i == r.accepted else "unverified"),
+                    })
+            return pd.DataFrame(rows)
+        raise ValueError(f"per: must be 'round' or 'token', got {per!r}")

@@ -1,0 +1,66 @@
+"""Turning logits into the distribution tokens are drawn from: temperature, top-k, top-p.
+
+The same warp is applied to the target (p) and to every drafter (q); verification is lossless only then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+MAX_K = 32  # longest draft the engine accepts; beyond it verify cost grows and acceptance is ~0 anyway
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = 0.0
+    top_k: int | None = None
+    top_p: float | None = None
+
+    def __post_init__(self) -> None:
+        t = self.temperature
+        if not isinstance(t, int | float) or t != t or t < 0:
+            raise ValueError(f"temperature: must be a number >= 0 (0 = greedy), got {t!r}")
+        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
+            raise ValueError(f"top_k: must be an integer >= 1 or None, got {self.top_k!r}")
+        if self.top_p is not None and (not isinstance(self.top_p, int | float) or not 0 < self.top_p <= 1):
+            raise ValueError(f"top_p: must be in (0, 1] or None, got {self.top_p!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def warp(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+    """Probabilities [..., V] after temperature, then top-k, then top-p (the order transformers uses)."""
+    x = logits.float()
+    if cfg.greedy:
+        return torch.softmax(x, dim=-1)  # only for display: greedy decisions use argmax
+    x = x / cfg.temperature
+    if cfg.top_k is not None and cfg.top_k < x.shape[-1]:
+        kth = torch.topk(x, cfg.top_k, dim=-1).values[..., -1:]
+        x = x.masked_fill(x < kth, float("-inf"))
+    if cfg.top_p is not None and cfg.top_p < 1:
+        sorted_x, idx = torch.sort(x, dim=-1, descending=False)
+        cum = torch.softmax(sorted_x, dim=-1).cumsum(dim=-1)
+        drop_sorted = cum <= 1 - cfg.top_p
+        drop_sorted[..., -1] = False  # always keep the most likely token
+        drop = drop_sorted.scatter(-1, idx, drop_sorted)
+        x = x.masked_fill(drop, float("-inf"))
+    return torch.softmax(x, dim=-1)
+
+
+class Sampler:
+    """What a drafter uses to pick a token: argmax in greedy mode, a seeded draw from the warped q otherwise."""
+
+    def __init__(self, cfg: SamplingConfig, generator: torch.Generator):
+        self.cfg = cfg
+        self.generator = generator
+
+    def pick(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (token [1] long, probs [V]) from logits [V]; the token stays on device (no host sync)."""
+        probs = warp(logits, self.cfg)
+        if self.cfg.greedy:
+            return logits.argmax(dim=-1, keepdim=True), probs
+        return torch.multinomial(probs, 1, generator=self.generator), probs
