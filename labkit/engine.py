@@ -153,7 +153,7 @@ class SpeculativeDecoder:
             record = RoundRecord(
                 index=len(rounds), context_len=L, drafted=draft.tolist(), p=v.p, q=v.q, u=v.u, margin=v.margin,
                 accepted=v.accepted, rejected_at=v.accepted if v.accepted < draft.numel() else None,
-                next_token=v.next_token, next_kind="bonus" if v.accepted == draft.numel() else "replacement",
+                next_token=v.next_token, next_kind=("plain" if draft.numel() == 0 else "bonus" if v.accepted == draft.numel() else "replacement"),
                 emitted=emitted,
                 target_kv=KVTrace(kv0, kv0, kv2, cache_len(cache)),
                 drafter_kv=None if dkv0 is None else KVTrace(dkv0, dkv1, dkv1, drafter.kv_length()),

@@ -44,7 +44,7 @@ class RoundRecord:
     accepted: int
     rejected_at: int | None  # index into `drafted` of the first rejection; None if all accepted
     next_token: int  # the replacement (after a rejection) or the bonus token (after all accepted)
-    next_kind: str  # "replacement" | "bonus"
+    next_kind: str  # "replacement" | "bonus" | "plain" (nothing was drafted)
     emitted: list[int]  # tokens committed this round (cut at EOS / max_new_tokens)
     target_kv: KVTrace
     drafter_kv: KVTrace | None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from ..sampling import Sampler
 from .base import DraftContext, Drafter, Proposal, empty_proposal
 

@@ -1,0 +1,36 @@
+# Everything a fresh machine needs: `make lab` (set up, open JupyterLab) and `make test` (set up, run every test).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup prepare lab test lint clean
+
+# torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build (here 2.13.0 is a CPU wheel on disk).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --disable-pip-version-check -e ".[test]"
+	touch $@
+
+# Assemble + dequantize the embedded model once and cache it as safetensors (seconds to load afterwards).
+prepare: $(STAMP)
+	$(BIN)/labkit prepare
+
+setup: prepare
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/00_quickstart.ipynb
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# Exit 5 means pytest collected nothing: treat it as a failure, never as a pass.
+test: setup lint
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest ran no tests" >&2; exit 1; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,21 @@
+import os
+
+import pytest
+import torch
+
+from labkit import tiny_pair
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def pair():
+    """A tiny fp32 target (3 layers, vocabulary 32) and a tiny draft model (1 layer) sharing that vocabulary."""
+    return tiny_pair(vocab_size=32, seed=0)
+
+
+@pytest.fixture(scope="session")
+def embedded_fp32():
+    from labkit import load_target
+
+    return load_target("gemma3-270m", dtype="fp32", device="cpu", progress=False)
