@@ -1,0 +1,413 @@
+"""MTP drafter with the architecture of Gemma 4's "assistant": it drafts from the target's own state.
+
+Per draft step (all steps of a round use the same position id, that of the last committed token, as Gemma 4 does):
+
+    x = pre_projection(concat(target_input_embedding(last token), last hidden state))
+    x = 1-2 decoder layers whose queries attend to the TARGET's K/V cache (no K/V of their own)
+    g = post_projection(norm(x))          # a prediction of the target's next last hidden state
+    logits = g @ E[vocab_ids]^T           # the target's own (tied) LM head, reduced to a frequent-token subset
+
+``g`` is fed back as "the last hidden state" of the next step. The first step reads the real hidden state the
+target computed for the position that produced the pending token (``ctx.hidden``).
+
+How drafted tokens 2..k see earlier drafts: only through that chained hidden state ``g`` and the input embedding of
+the previous draft token. Gemma 4's assistant never writes drafted tokens to any cache, and neither does this
+drafter: every step attends to the same target K/V (the committed tokens except the pending one; the pending
+token itself enters through its embedding). So the drafter has no cache, needs no prefill and has nothing to roll
+back; its cost per step does not grow with k.
+
+Which target K/V: one head layer per attention type, reading the last target layer of that type ("sliding_attention"
+reads the last sliding-window layer, trimmed to the window; "full_attention" the last global layer), the layers
+Gemma 4 exposes as ``shared_kv_states``.
+
+The LM head differs from Gemma 4's on purpose: Gemma 4's assistant has its own embedding table at its own width;
+here logits come from the target's LM head applied to ``g``, which makes ``g`` mean "the target's next hidden
+state" (trainable by regression, see ``labkit.train_mtp``) and costs no extra vocabulary matrix. Scoring the full
+262k vocabulary would cost about as much as the whole 270M target on a CPU, so only ``vocab_ids`` are scored
+(measured choice: see ``labkit/data/MODEL_CARD.md``); q is exactly zero outside them, and verification stays
+lossless because q is the distribution the draft was really drawn from.
+
+Weights are stored as safetensors only, with metadata naming the target they were trained for (name, hidden size,
+vocabulary size, tokenizer fingerprint, sign pattern of its embedding); ``begin`` checks them against the target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models import Target
+from ..sampling import Sampler
+from .base import DraftContext, Drafter, Proposal, empty_proposal
+
+FORMAT = "labkit-mtp"
+FORMAT_VERSION = "1"
+SHIPPED = {"gemma3-270m": "mtp-gemma3-270m.safetensors"}  # name -> file in labkit/data
+SIGN_ROWS, SIGN_DIMS = 64, 64  # embedding sign fingerprint: 4096 bits from rows spread over the vocabulary
+SIGN_AGREEMENT = 0.75  # same model (even re-quantized) agrees on ~all signs; an unrelated one on ~half
+
+
+class MTPWeightsError(ValueError):
+    """Weights that cannot be used: missing or corrupt file, or trained for another target."""
+
+
+# ----------------------------------------------------------------------------------------- the target's geometry
+
+
+def text_config(model: Any) -> Any:
+    cfg = model.config
+    return getattr(cfg, "text_config", None) or cfg
+
+
+def kv_source_layers(model: Any) -> dict[str, int]:
+    """{attention type: index of the target layer whose K/V an MTP head reads}.
+
+    Gemma 4 names them ("store" in ``kv_sharing_modes``); otherwise the last layer of each type.
+    """
+    cfg = text_config(model)
+    types = list(getattr(cfg, "layer_types", None) or ["full_attention"] * cfg.num_hidden_layers)
+    modes = getattr(cfg, "kv_sharing_modes", None)
+    if modes is not None and "store" in modes:
+        return {types[i]: i for i, m in enumerate(modes) if m == "store"}
+    return {t: max(i for i, x in enumerate(types) if x == t) for t in dict.fromkeys(types)}
+
+
+def target_kv(cache: Any, layers: dict[str, int], window: int | None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The K/V an MTP step may read: every committed position but the newest (sliding layers: the last window-1).
+
+    The target's own query at the pending position would see window-1 cached positions plus itself; the pending
+    token reaches the drafter through its input embedding instead.
+    """
+    out = {}
+    for kind, i in layers.items():
+        layer = cache.layers[i]
+        k, v = layer.keys, layer.values
+        if kind == "sliding_attention" and window:
+            k, v = k[:, :, -(window - 1):], v[:, :, -(window - 1):]
+        out[kind] = (k, v)
+    return out
+
+
+def vocab_fingerprint(tokenizer: Any | None, vocab_size: int) -> str:
+    """sha256 of the token strings in id order ("none" for models without a tokenizer)."""
+    if tokenizer is None:
+        return "none"
+    pieces = tokenizer.convert_ids_to_tokens(list(range(min(vocab_size, len(tokenizer)))))
+    return hashlib.sha256("\n".join(p if p is not None else "" for p in pieces).encode()).hexdigest()[:16]
+
+
+def embedding_signs(model: Any) -> str:
+    """Sign bits of a fixed sample of the LM head's weights, as hex: identifies the target model, not its dtype."""
+    w = model.get_output_embeddings().weight
+    rows = torch.linspace(0, w.shape[0] - 1, SIGN_ROWS).long()
+    bits = (w[rows, :SIGN_DIMS].float() > 0).flatten().tolist()
+    return bytes(int("".join("1" if b else "0" for b in bits[i:i + 8]), 2) for i in range(0, len(bits), 8)).hex()
+
+
+def sign_agreement(a: str, b: str) -> float:
+    x, y = bytes.fromhex(a), bytes.fromhex(b)
+    if len(x) != len(y) or not x:
+        return 0.0
+    same = sum(8 - bin(p ^ q).count("1") for p, q in zip(x, y, strict=True))
+    return same / (8 * len(x))
+
+
+# ------------------------------------------------------------------------------------------------- the network
+
+
+@dataclass
+class MTPConfig:
+    backbone_hidden: int  # the target's hidden size (input and output of the head)
+    hidden: int  # the head's own width
+    intermediate: int
+    num_heads: int
+    head_dim: int  # must equal the target's: queries meet the target's keys
+    num_kv_heads: int  # the target's
+    layer_types: list[str]  # per head layer: the target attention type whose K/V it reads
+    sliding_window: int | None
+    rms_eps: float
+    query_scale: float  # the target's attention scale
+    vocab_size: int  # the target's full vocabulary
+    final_logit_softcapping: float | None = None
+
+    @classmethod
+    def for_target(cls, model: Any, layers: int = 2, hidden: int | None = None,
+                   intermediate: int | None = None) -> MTPConfig:
+        """A head shaped for ``model``: layer i reads the sliding layer, then the full layer (as Gemma 4 does)."""
+        cfg = text_config(model)
+        kinds = list(kv_source_layers(model))
+        order = [k for k in ("sliding_attention", "full_attention") if k in kinds] or kinds
+        if layers not in (1, 2):
+            raise ValueError(f"layers: must be 1 or 2, got {layers!r}")
+        types = order[-1:] if layers == 1 else [order[0], order[-1]]
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        scalar = getattr(cfg, "query_pre_attn_scalar", None) or head_dim
+        return cls(
+            backbone_hidden=cfg.hidden_size, hidden=hidden or cfg.hidden_size,
+            intermediate=intermediate or 2 * (hidden or cfg.hidden_size),
+            num_heads=cfg.num_attention_heads, head_dim=head_dim, num_kv_heads=cfg.num_key_value_heads,
+            layer_types=types, sliding_window=getattr(cfg, "sliding_window", None),
+            rms_eps=float(cfg.rms_norm_eps), query_scale=float(scalar) ** -0.5, vocab_size=cfg.vocab_size,
+            final_logit_softcapping=getattr(cfg, "final_logit_softcapping", None),
+        )
+
+
+class RMSNorm(nn.Module):
+    """Gemma's RMSNorm: the weight is stored as an offset from 1, computed in fp32."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (xf * (1.0 + self.weight.float())).type_as(x)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding (the half-split convention transformers' Gemma uses)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class HeadLayer(nn.Module):
+    """A Gemma decoder layer without K/V projections: its queries attend to K/V the target already computed."""
+
+    def __init__(self, c: MTPConfig):
+        super().__init__()
+        self.heads, self.head_dim, self.scale = c.num_heads, c.head_dim, c.query_scale
+        self.input_norm = RMSNorm(c.hidden, c.rms_eps)
+        self.q_proj = nn.Linear(c.hidden, c.num_heads * c.head_dim, bias=False)
+        self.q_norm = RMSNorm(c.head_dim, c.rms_eps)
+        self.o_proj = nn.Linear(c.num_heads * c.head_dim, c.hidden, bias=False)
+        self.post_attn_norm = RMSNorm(c.hidden, c.rms_eps)
+        self.pre_ffw_norm = RMSNorm(c.hidden, c.rms_eps)
+        self.gate_proj = nn.Linear(c.hidden, c.intermediate, bias=False)
+        self.up_proj = nn.Linear(c.hidden, c.intermediate, bias=False)
+        self.down_proj = nn.Linear(c.intermediate, c.hidden, bias=False)
+        self.post_ffw_norm = RMSNorm(c.hidden, c.rms_eps)
+
+    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], cos: torch.Tensor, sin: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, T, hidden]; kv: K, V [B, kv_heads, S, head_dim]; cos/sin [B, T, head_dim]; mask [T, S] (True = see)."""
+        B, T, _ = x.shape
+        q = self.q_norm(self.q_proj(self.input_norm(x)).view(B, T, self.heads, self.head_dim))
+        q = rotate(q, cos[:, :, None], sin[:, :, None]).transpose(1, 2)
+        k, v = kv
+        a = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, scale=self.scale,
+                                           enable_gqa=True)
+        x = x + self.post_attn_norm(self.o_proj(a.transpose(1, 2).reshape(B, T, -1)))
+        h = self.pre_ffw_norm(x)
+        return x + self.post_ffw_norm(self.down_proj(F.gelu(self.gate_proj(h), approximate="tanh") * self.up_proj(h)))
+
+
+class MTPHead(nn.Module):
+    """The trainable part: pre_projection -> layers -> norm -> post_projection, plus the reduced vocabulary ids."""
+
+    def __init__(self, c: MTPConfig, vocab_ids: torch.Tensor | None = None):
+        super().__init__()
+        self.config = c
+        self.pre_projection = nn.Linear(2 * c.backbone_hidden, c.hidden, bias=False)
+        self.layers = nn.ModuleList([HeadLayer(c) for _ in c.layer_types])
+        self.norm = RMSNorm(c.hidden, c.rms_eps)
+        self.post_projection = nn.Linear(c.hidden, c.backbone_hidden, bias=False)
+        ids = torch.arange(c.vocab_size) if vocab_ids is None else torch.as_tensor(vocab_ids, dtype=torch.long)
+        self.register_buffer("vocab_ids", ids.long(), persistent=True)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=1.0 / math.sqrt(m.in_features))
+
+    def forward(self, token_embeds: torch.Tensor, hidden: torch.Tensor, kv: dict[str, tuple],
+                rope: dict[str, tuple], masks: dict[str, torch.Tensor | None] | None = None) -> torch.Tensor:
+        """One draft step for [B, T] queries at once. Returns the predicted next hidden state [B, T, backbone]."""
+        x = self.pre_projection(torch.cat([token_embeds, hidden.to(token_embeds.dtype)], dim=-1))
+        for layer, kind in zip(self.layers, self.config.layer_types, strict=True):
+            x = layer(x, kv[kind], *rope[kind], (masks or {}).get(kind))
+        return self.post_projection(self.norm(x))
+
+    def logits(self, g: torch.Tensor, lm_head_rows: torch.Tensor) -> torch.Tensor:
+        """Scores over ``vocab_ids`` only: [..., len(vocab_ids)]."""
+        z = F.linear(g, lm_head_rows)
+        cap = self.config.final_logit_softcapping
+        return torch.tanh(z / cap) * cap if cap else z
+
+
+# ----------------------------------------------------------------------------------------------- the drafter
+
+
+class MTPDrafter(Drafter):
+    """Drafts k tokens from the target's last hidden state and K/V cache; keeps no state between rounds."""
+
+    needs_hidden = True
+
+    def __init__(self, head: MTPHead, meta: dict[str, str] | None = None, name: str = "mtp"):
+        self.head = head.eval()
+        self.meta = dict(meta or {})
+        self.name = name
+        self.vocab_size = head.config.vocab_size
+        self._bound: Any = None  # the target model the head was last prepared for
+        self._run: MTPHead | None = None
+
+    # ---------------------------------------------------------------- construction
+
+    @classmethod
+    def random_init(cls, target: Any, layers: int = 2, hidden: int | None = None, seed: int = 0,
+                    vocab_ids: torch.Tensor | None = None) -> MTPDrafter:
+        """An untrained head for ``target`` (tests, what-ifs): the same code path as trained weights."""
+        from ..models import as_target
+
+        t = as_target(target)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            head = MTPHead(MTPConfig.for_target(t.model, layers=layers, hidden=hidden), vocab_ids)
+        return cls(head, describe_target(t), name=f"mtp(random, L={layers})")
+
+    @classmethod
+    def pretrained(cls, name: str = "gemma3-270m") -> MTPDrafter:
+        """The weights shipped with labkit for an embedded target."""
+        if name not in SHIPPED:
+            raise MTPWeightsError(f"mtp: no shipped weights for {name!r}; available: {sorted(SHIPPED)}. "
+                                  f"Train some with `labkit train-mtp --target {name} --out DIR`")
+        path = Path(str(resources.files("labkit").joinpath("data", SHIPPED[name])))
+        drafter = cls.load(path)
+        drafter.name = f"mtp({name})"
+        return drafter
+
+    @classmethod
+    def load(cls, path: str | Path) -> MTPDrafter:
+        """Weights from a safetensors file written by ``save`` (never pickle)."""
+        from safetensors import SafetensorError, safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise MTPWeightsError(f"mtp: weight file {path} not found; reinstall labkit, or train one with "
+                                  "`labkit train-mtp --out DIR` and load DIR/mtp.safetensors")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (SafetensorError, OSError, ValueError) as e:
+            raise MTPWeightsError(f"mtp: weight file {path} is corrupt or not safetensors ({str(e)[:80]}); "
+                                  "delete it and reinstall labkit or retrain with `labkit train-mtp`") from None
+        if meta.get("format") != FORMAT:
+            raise MTPWeightsError(f"mtp: {path} is not a labkit MTP weight file (format={meta.get('format')!r}); "
+                                  "expected one written by `labkit train-mtp`")
+        try:
+            c = MTPConfig(**json.loads(meta["config"]))
+            head = MTPHead(c, tensors["vocab_ids"])
+            head.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+        except (KeyError, TypeError, RuntimeError, json.JSONDecodeError) as e:
+            raise MTPWeightsError(f"mtp: {path} has missing or mismatched tensors ({str(e).splitlines()[0][:100]}); "
+                                  "the file is damaged or from another version: retrain with `labkit train-mtp`"
+                                  ) from None
+        return cls(head, meta, name=f"mtp({meta.get('target', path.stem)})")
+
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None, dtype: torch.dtype = torch.bfloat16) -> None:
+        """Write safetensors with the target description in the metadata (strings only, as safetensors requires)."""
+        from safetensors.torch import save_file
+
+        meta = {**self.meta, "format": FORMAT, "format_version": FORMAT_VERSION,
+                "config": json.dumps(asdict(self.head.config))}
+        for k, v in (extra or {}).items():
+            meta[k] = v if isinstance(v, str) else json.dumps(v)
+        tensors = {k: (v.to(dtype) if v.is_floating_point() else v.to(torch.int32)).contiguous()
+                   for k, v in self.head.state_dict().items()}
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(path), metadata=meta)
+
+    @classmethod
+    def from_assistant(cls, assistant: Any = "google/gemma-4-E2B-it-assistant", **kwargs: Any) -> Drafter:
+        """transformers' Gemma 4 assistant (a model or a Hugging Face id) driven by labkit's loop."""
+        from .gemma4_assistant import Gemma4AssistantDrafter
+
+        return Gemma4AssistantDrafter.load(assistant, **kwargs)
+
+    # ---------------------------------------------------------------- protocol
+
+    def check(self, target: Target) -> None:
+        """Raise MTPWeightsError when these weights were trained for another target."""
+        m, c = self.meta, self.head.config
+        tname = m.get("target", "?")
+        fix = f"train weights for it with `labkit train-mtp --target {target.name}`"
+        hidden = text_config(target.model).hidden_size
+        if hidden != c.backbone_hidden:
+            raise MTPWeightsError(f"mtp: weights were trained for target {tname!r} (hidden size {c.backbone_hidden}); "
+                                  f"{target.name!r} has hidden size {hidden}: {fix}")
+        if target.vocab_size != c.vocab_size:
+            raise MTPWeightsError(f"mtp: weights were trained for target {tname!r} (vocabulary {c.vocab_size}); "
+                                  f"{target.name!r} has vocabulary {target.vocab_size}: {fix}")
+        fp = m.get("vocab_fingerprint", "none")
+        if fp != "none" and target.tokenizer is not None and fp != vocab_fingerprint(target.tokenizer, c.vocab_size):
+            raise MTPWeightsError(f"mtp: weights were trained for target {tname!r} whose tokenizer differs from "
+                                  f"{target.name!r}'s (vocabulary fingerprint {fp}): {fix}")
+        signs = m.get("embedding_signs")
+        if signs and sign_agreement(signs, embedding_signs(target.model)) < SIGN_AGREEMENT:
+            raise MTPWeightsError(f"mtp: weights were trained for target {tname!r}, but {target.name!r} has other "
+                                  f"embedding weights (a different model of the same shape): {fix}")
+
+    def begin(self, target: Target, prompt_ids: torch.Tensor) -> None:
+        if self._bound is not target.model:
+            self._bind(target)
+
+    def _bind(self, target: Target) -> None:
+        """Check compatibility once per target, then cache what every step needs in the target's dtype."""
+        self.check(target)
+        model = target.model
+        self._run = MTPHead(self.head.config, self.head.vocab_ids)
+        self._run.load_state_dict(self.head.state_dict())
+        self._run = self._run.to(device=target.device, dtype=target.dtype).eval()
+        self._vocab_ids = self.head.vocab_ids.to(target.device)
+        self._lm_rows = model.get_output_embeddings().weight.detach()[self._vocab_ids].contiguous()
+        self._embed = model.get_input_embeddings()
+        self._rotary = model.model.rotary_emb
+        self._kv_layers = {k: v for k, v in kv_source_layers(model).items() if k in self.head.config.layer_types}
+        self._bound = model
+
+    @torch.inference_mode()
+    def propose(self, ctx: DraftContext, k: int, sampler: Sampler) -> Proposal:
+        if k == 0 or ctx.hidden is None:  # a one-token prompt: no target state yet to draft from
+            return empty_proposal(ctx.ids.device)
+        if self._bound is not ctx.target.model:
+            self._bind(ctx.target)
+        head = self._run
+        kv = target_kv(ctx.target_cache, self._kv_layers, head.config.sliding_window)
+        pos = torch.tensor([[ctx.ids.numel() - 1]], device=ctx.ids.device)  # fixed for every step of the round
+        h = ctx.hidden.reshape(1, 1, -1)
+        rope = {kind: self._rotary(h, pos, kind) for kind in head.config.layer_types}
+        tok = ctx.ids[-1:]
+        tokens, probs = [], []
+        for _ in range(k):
+            h = head(self._embed(tok[None]), h, kv, rope)
+            z = head.logits(h[0, 0], self._lm_rows)
+            j, q = sampler.pick(z)  # argmax (greedy) or a seeded draw from the warped reduced-vocabulary q
+            tok = self._vocab_ids[j]
+            tokens.append(tok)
+            probs.append(q)
+        q_full = torch.zeros(k, self.vocab_size, device=ctx.ids.device)
+        q_full[:, self._vocab_ids] = torch.stack(probs).float()  # zero outside the subset: never drawn there
+        reused = max(key.shape[-2] for key, _ in kv.values())  # distinct positions: the sliding span is inside
+        return Proposal(torch.cat(tokens), q_full, reused_target_state=reused)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def describe_target(target: Target) -> dict[str, str]:
+    """What the metadata records about the target weights are trained for."""
+    cfg = text_config(target.model)
+    return {"target": target.name, "target_hidden_size": str(cfg.hidden_size),
+            "target_vocab_size": str(target.vocab_size),
+            "vocab_fingerprint": vocab_fingerprint(target.tokenizer, target.vocab_size),
+            "embedding_signs": embedding_signs(target.model)}
