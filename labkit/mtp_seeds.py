@@ -25,7 +25,8 @@ TRAIN = [
     "Customer: Hello, my order arrived damaged. What can I do?\nAgent:",
     "Student: Why do we need to learn fractions?\nTeacher:",
     # code
-    "def reverse_words(sentence: str) -> str:\n    \"\"\"Return the words of sentence in reverse order.\"\"\"\n",
+    "def reverse_words(sentence: str) -> str:\n"
+    "    \"\"\"Return the sentence with the order of its words reversed.\"\"\"\n",
     "def count_vowels(text):\n    \"\"\"Count the vowels in text.\"\"\"\n",
     "import os\n\n\ndef list_python_files(folder):\n",
     "class BankAccount:\n    def __init__(self, owner, balance=0):\n",
