@@ -71,7 +71,7 @@ class SpeculativeDecoder:
         return ids.to(self.target.device)
 
     def _forward(self, ids: torch.Tensor, cache: Any, want_hidden: bool, logits_to_keep: int = 0):
-        return self.target.model(input_ids=ids[None], past_key_values=cache, use_cache=True,
+        return self.target.model(input_ids=ids[None], cache=cache, use_cache=True,
                                  output_hidden_states=want_hidden, logits_to_keep=logits_to_keep)
 
     @torch.inference_mode()

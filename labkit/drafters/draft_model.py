@@ -21,17 +21,17 @@ class DraftModelDrafter(Drafter):
         self.name = name or f"draft-model({self.draft.name})"
         self.cache = None
         self._start = 0  # committed length when the last proposal started
-        self._seq = None  # committed ids + last drafts, to catch up after a full acceptance
 
     def begin(self, target: Target, prompt_ids: torch.Tensor) -> None:
         self.cache = new_cache(self.draft.model)
         if prompt_ids.numel() > 1:
-            self.draft.model(input_ids=prompt_ids[None, :-1], past_key_values=self.cache, use_cache=True,
+            self.draft.model(input_ids=prompt_ids[None, :-1], cache=self.cache, use_cache=True,
                              logits_to_keep=1)
 
     def propose(self, ctx: DraftContext, k: int, sampler: Sampler) -> Proposal:
         self._start = ctx.ids.numel()
-        x = ctx.ids[cache_len(self.cache):]  # the pending token: the cache holds everything before it
+        # Feed what the cache lacks: the pending token, plus the last draft after a full acceptance.
+        x = ctx.ids[cache_len(self.cache):]
         tokens, probs = [], []
         for _ in range(k):
             tok, q = self.pick(self._step(x), sampler, ctx)
@@ -39,27 +39,22 @@ class DraftModelDrafter(Drafter):
             probs.append(q)
             x = tok
         if not tokens:
-            self._seq = ctx.ids
             return empty_proposal(ctx.ids.device)
-        drafted = torch.cat(tokens)
-        self._seq = torch.cat([ctx.ids, drafted])
-        return Proposal(drafted, torch.stack(probs))
+        return Proposal(torch.cat(tokens), torch.stack(probs))
 
     def pick(self, logits: torch.Tensor, sampler: Sampler, ctx: DraftContext) -> tuple[torch.Tensor, torch.Tensor]:
         """Choose the next draft token and report the distribution it was drawn from."""
         return sampler.pick(logits)
 
     def _step(self, x: torch.Tensor) -> torch.Tensor:
-        return self.draft.model(input_ids=x[None], past_key_values=self.cache, use_cache=True,
+        return self.draft.model(input_ids=x[None], cache=self.cache, use_cache=True,
                                 logits_to_keep=1).logits[0, -1]
 
     def rollback(self, accepted: int) -> None:
-        # cache = [committed[:-1], pending, x1 .. x_{k-1}]; keep it equal to the target's: committed[:-1] + kept.
-        keep = self._start + accepted
-        n = cache_len(self.cache)
-        if n < keep:  # everything was accepted: x_k was never fed (gpt-fast does the same catch-up)
-            self._step(self._seq[n:keep])
-        crop(self.cache, keep)
+        # cache = [committed[:-1], pending, x1 .. x_{k-1}]: x_i stays while i <= accepted, rejected ones go.
+        # After a full acceptance x_k was never fed: the next propose feeds it with the bonus token in one
+        # forward, so the cache may trail the target's by that one token (never holds a rejected one).
+        crop(self.cache, min(cache_len(self.cache), self._start + accepted))
 
     def kv_length(self) -> int | None:
         return None if self.cache is None else cache_len(self.cache)

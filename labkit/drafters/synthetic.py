@@ -27,7 +27,6 @@ class SyntheticDrafter(DraftModelDrafter):
         self.vocab_size = None
         self.cache = None
         self._start = 0
-        self._seq = None
 
     def begin(self, target: Target, prompt_ids: torch.Tensor) -> None:
         self.draft = target
