@@ -107,6 +107,8 @@ def prepare_embedded(name: str = "gemma3-270m", progress: bool = True) -> Path:
         raise ValueError(f"model: unknown embedded name {name!r}; allowed: {sorted(EMBEDDED)}")
     out = cache_dir() / name
     if (out / "model.safetensors").exists() and (out / "tokenizer.json").exists() and (out / "config.json").exists():
+        if not (out / "NOTICE.md").exists():
+            _copy_notice(name, out)
         return out
     from importlib import import_module
 
@@ -138,10 +140,7 @@ def prepare_embedded(name: str = "gemma3-270m", progress: bool = True) -> Path:
     model.config.save_pretrained(tmp)
     model.generation_config.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    notice = Path(import_module(EMBEDDED[name]["package"]).__file__).parent
-    for f in notice.glob("*"):
-        if f.is_file() and ("NOTICE" in f.name.upper() or "LICENSE" in f.name.upper() or "TERMS" in f.name.upper()):
-            (tmp / f.name).write_bytes(f.read_bytes())
+    _copy_notice(name, tmp)
     if out.exists():
         import shutil
 
@@ -150,6 +149,16 @@ def prepare_embedded(name: str = "gemma3-270m", progress: bool = True) -> Path:
     steps.update()
     steps.close()
     return out
+
+
+def _copy_notice(name: str, dst: Path) -> None:
+    """Gemma terms apply to anything derived from the weights: keep the package's notice next to the cache."""
+    from importlib import import_module
+
+    src = Path(import_module(EMBEDDED[name]["package"]).__file__).parent / "data"
+    for f in ("NOTICE.md", "GEMMA_TERMS.html"):
+        if (src / f).exists():
+            (dst / f).write_bytes((src / f).read_bytes())
 
 
 def load_target(
