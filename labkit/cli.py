@@ -153,6 +153,7 @@ _EXTRA: list = []
 def _load_extras() -> None:
     import importlib
 
+    _EXTRA.clear()  # main() may run more than once in a process (tests)
     for mod in ("labkit.bench", "labkit.train_mtp"):
         try:
             m = importlib.import_module(mod)
