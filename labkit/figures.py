@@ -1,0 +1,229 @@
+"""Plotly figures of what the engine recorded. Pure builders (results in, ``go.Figure`` out): the live widgets
+start from these same figures and the static HTML export embeds them, so all three views look alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+
+from .events import GenerationResult, KVTrace, RoundRecord
+
+# One palette everywhere (token strip, figures, HTML export): green kept, red rejected, amber replacement, blue bonus.
+COLORS = {
+    "accepted": "#2e9d4e",
+    "rejected": "#d6453d",
+    "replacement": "#e0a100",
+    "bonus": "#2f7fd8",
+    "plain": "#8a8f98",
+    "reused": "#c9ced6",
+    "draft": "#9b59b6",
+    "verify": "#2f7fd8",
+    "theory": "#444444",
+}
+
+_LAYOUT = dict(template="plotly_white", height=320, margin=dict(l=55, r=20, t=50, b=45),
+               legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+
+
+def _fig(title: str, xaxis: str, yaxis: str, **layout: Any) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=14)), xaxis_title=xaxis, yaxis_title=yaxis,
+                      **{**_LAYOUT, **layout})
+    return fig
+
+
+def _as_named(results: GenerationResult | Mapping[str, GenerationResult]) -> dict[str, GenerationResult]:
+    if isinstance(results, GenerationResult):
+        return {str(results.config.get("drafter", "result")): results}
+    return dict(results)
+
+
+# ------------------------------------------------------------------------------------------ acceptance by position
+
+
+def position_acceptance(rounds: Sequence[RoundRecord]) -> tuple[list[float], list[int]]:
+    """P(draft position i accepted | it was drafted), i = 1.., and how many rounds drafted position i."""
+    kmax = max((len(r.drafted) for r in rounds), default=0)
+    rates, counts = [], []
+    for i in range(kmax):
+        tried = [r for r in rounds if len(r.drafted) > i]
+        counts.append(len(tried))
+        rates.append(sum(r.accepted > i for r in tried) / len(tried))
+    return rates, counts
+
+
+def acceptance_by_position(results: GenerationResult | Mapping[str, GenerationResult] | None = None,
+                           alpha: float | None = None, k: int | None = None,
+                           title: str = "Acceptance by draft position") -> go.Figure:
+    """Bars: measured P(position i accepted); line: alpha^i, what i.i.d. acceptance at rate alpha predicts."""
+    from .theory import position_acceptance as theory_curve
+
+    fig = _fig(title, "draft position i", "P(accepted)", yaxis_range=[0, 1.05], bargap=0.25)
+    named = _as_named(results) if results is not None else {}
+    for name, res in named.items():
+        rates, counts = position_acceptance(res.rounds)
+        fig.add_bar(x=list(range(1, len(rates) + 1)), y=rates, name=name, customdata=counts,
+                    hovertemplate="position %{x}: %{y:.2f} (of %{customdata} rounds)<extra>" + name + "</extra>",
+                    marker_color=COLORS["accepted"] if len(named) == 1 else None)
+    if alpha is not None:
+        kk = k or max((len(r.drafted) for res in named.values() for r in res.rounds), default=8) or 8
+        fig.add_scatter(x=list(range(1, kk + 1)), y=theory_curve(alpha, kk), mode="lines+markers",
+                        name=f"theory α^i, α={alpha:.2f}", line=dict(color=COLORS["theory"], dash="dash"))
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ draft vs verify time
+
+
+def draft_vs_verify_time(results: GenerationResult | Mapping[str, GenerationResult] | None = None,
+                         title: str = "Where the time goes: draft vs verify") -> go.Figure:
+    """One result: stacked ms per round. Several: mean ms per round for each (does drafting or verifying cost more)."""
+    named = _as_named(results) if results is not None else {}
+    if len(named) <= 1:
+        fig = _fig(title, "round", "ms", barmode="stack", bargap=0.1)
+        res = next(iter(named.values()), None)
+        rounds = res.rounds if res is not None else []
+        x = [r.index for r in rounds]
+        fig.add_bar(x=x, y=[1e3 * r.draft_seconds for r in rounds], name="draft", marker_color=COLORS["draft"])
+        fig.add_bar(x=x, y=[1e3 * r.verify_seconds for r in rounds], name="verify", marker_color=COLORS["verify"])
+        return fig
+    fig = _fig(title, "drafter", "ms per round (mean)", barmode="stack")
+    names = list(named)
+    for part, attr in (("draft", "draft_seconds"), ("verify", "verify_seconds")):
+        ys = [1e3 * sum(getattr(r, attr) for r in res.rounds) / max(1, len(res.rounds)) for res in named.values()]
+        fig.add_bar(x=names, y=ys, name=part, marker_color=COLORS[part])
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------ KV timeline
+
+KV_PARTS = ("reused", "computed", "rolled back", "caught up")
+_KV_COLORS = {"reused": COLORS["reused"], "computed": COLORS["accepted"], "rolled back": COLORS["rejected"],
+              "caught up": COLORS["bonus"]}
+
+
+def kv_segments(kv: KVTrace) -> dict[str, tuple[int, int]]:
+    """(start, length) of each part of one round's cache: reused from before, newly computed and kept,
+    computed then rolled back (rejected drafts), and caught up after the round (a draft model that must
+    feed its last accepted draft after a full acceptance)."""
+    top = max(kv.after_verify, kv.after_draft)
+    kept_end = min(kv.after_rollback, top)
+    return {
+        "reused": (0, kv.before),
+        "computed": (kv.before, max(0, kept_end - kv.before)),
+        "rolled back": (kept_end, max(0, top - kv.after_rollback)),
+        "caught up": (top, max(0, kv.after_rollback - top)),
+    }
+
+
+def kv_timeline(result: GenerationResult | None = None, who: str = "target", title: str | None = None,
+                max_rounds: int | None = None) -> go.Figure:
+    """One horizontal bar per round over cache positions: grey reused, green computed and kept, red rolled back."""
+    if who not in ("target", "drafter"):
+        raise ValueError(f"who: must be 'target' or 'drafter', got {who!r}")
+    fig = _fig(title or f"{who.capitalize()} KV cache per round", "cache position (tokens)", "round",
+               barmode="stack", bargap=0.15, yaxis_autorange="reversed")
+    rows = kv_rows(result.rounds if result is not None else [], who)
+    if max_rounds is not None:
+        rows = {p: v[:max_rounds] for p, v in rows.items()} if rows else rows
+    for part in KV_PARTS:
+        xs = rows.get(part, [])
+        fig.add_bar(orientation="h", y=[r for r, _ in xs], x=[n for _, n in xs], name=part,
+                    marker_color=_KV_COLORS[part],
+                    hovertemplate="round %{y}: %{x} positions<extra>" + part + "</extra>")
+    return fig
+
+
+def kv_rows(rounds: Sequence[RoundRecord], who: str = "target") -> dict[str, list[tuple[int, int]]]:
+    """Per part, (round, positions) pairs ready for stacked horizontal bars (empty when the cache is not kept)."""
+    rows: dict[str, list[tuple[int, int]]] = {p: [] for p in KV_PARTS}
+    for r in rounds:
+        kv = r.target_kv if who == "target" else r.drafter_kv
+        if kv is None:
+            continue
+        for part, (_, n) in kv_segments(kv).items():
+            rows[part].append((r.index, n))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ speed vs draft length
+
+
+def theory_speedup_curve(alpha: float, c: float, k_max: int) -> tuple[list[int], list[float]]:
+    from .theory import speedup
+
+    ks = list(range(k_max + 1))
+    return ks, [speedup(alpha, k, c) for k in ks]
+
+
+def speed_vs_k(points: Sequence[Mapping[str, Any]] = (), alpha: float | None = None, c: float | None = None,
+               k_max: int = 12, title: str = "Speedup vs draft length k") -> go.Figure:
+    """Measured speedup per k (``points``: dicts with k and speedup), the theory curve from alpha and c, best k."""
+    from .theory import best_k
+
+    fig = _fig(title, "draft length k", "speedup over plain decoding", xaxis_range=[-0.5, k_max + 0.5])
+    fig.add_hline(y=1, line=dict(color="#999", width=1, dash="dot"))
+    if alpha is not None and c is not None:
+        ks, ys = theory_speedup_curve(alpha, c, k_max)
+        fig.add_scatter(x=ks, y=ys, mode="lines", name=f"theory (α={alpha:.2f}, c={c:.3f})",
+                        line=dict(color=COLORS["theory"], dash="dash"))
+        kb, sb = best_k(alpha, c, k_max)
+        fig.add_scatter(x=[kb], y=[sb], mode="markers", name=f"theory best k={kb}",
+                        marker=dict(symbol="star", size=14, color=COLORS["theory"]))
+    pts = sorted(points, key=lambda p: p["k"])
+    fig.add_scatter(x=[p["k"] for p in pts], y=[p["speedup"] for p in pts], mode="lines+markers", name="measured",
+                    marker=dict(size=9, color=COLORS["accepted"]), line=dict(color=COLORS["accepted"]))
+    if pts:
+        best = max(pts, key=lambda p: p["speedup"])
+        fig.add_scatter(x=[best["k"]], y=[best["speedup"]], mode="markers", name=f"measured best k={best['k']}",
+                        marker=dict(symbol="star", size=18, color=COLORS["bonus"]))
+    return fig
+
+
+# ----------------------------------------------------------------------------------------- verify cost (roofline)
+
+
+def verify_cost(rows: Sequence[Mapping[str, Any]], weight_bytes: float | None = None,
+                bandwidth: float | None = None, flops_per_token: float | None = None, flops: float | None = None,
+                title: str = "One target forward over k new tokens") -> go.Figure:
+    """Measured ms per forward against k, with the memory floor (weights / bandwidth) and the compute line."""
+    fig = _fig(title, "tokens in the forward (k)", "ms per forward", yaxis_rangemode="tozero")
+    for dev in sorted({r.get("device", "cpu") for r in rows}):
+        pts = [r for r in rows if r.get("device", "cpu") == dev]
+        fig.add_scatter(x=[r["k"] for r in pts], y=[r["ms"] for r in pts], mode="lines+markers",
+                        name=f"measured ({dev})", marker=dict(size=8))
+    ks = sorted({r["k"] for r in rows}) or [1]
+    if weight_bytes and bandwidth:
+        floor = 1e3 * weight_bytes / bandwidth
+        fig.add_scatter(x=[min(ks), max(ks)], y=[floor, floor], mode="lines", name="memory floor: weights ÷ bandwidth",
+                        line=dict(color=COLORS["rejected"], dash="dash"))
+    if flops_per_token and flops:
+        fig.add_scatter(x=ks, y=[1e3 * flops_per_token * k / flops for k in ks], mode="lines",
+                        name="compute: k × FLOPs ÷ matmul rate", line=dict(color=COLORS["theory"], dash="dot"))
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------- distributions
+
+
+def distribution_compare(exact: Sequence[float], empirical: Mapping[str, Sequence[float]], labels: Sequence[str],
+                         title: str = "Output distribution: exact vs sampled") -> go.Figure:
+    """Grouped bars of the exact target distribution and each empirical one (labels = outcomes)."""
+    fig = _fig(title, "outcome", "probability", barmode="group")
+    fig.add_bar(x=list(labels), y=list(exact), name="exact (target)", marker_color=COLORS["theory"])
+    palette = [COLORS["accepted"], COLORS["rejected"], COLORS["bonus"], COLORS["replacement"]]
+    for i, (name, ys) in enumerate(empirical.items()):
+        fig.add_bar(x=list(labels), y=list(ys), name=name, marker_color=palette[i % len(palette)])
+    return fig
+
+
+def loss_curves(title: str = "Training the MTP head") -> go.Figure:
+    """An empty two-axis figure for a live training run: loss (left) and draft acceptance (right)."""
+    fig = _fig(title, "step", "loss", yaxis2=dict(title="acceptance", overlaying="y", side="right", range=[0, 1]))
+    fig.add_scatter(x=[], y=[], mode="lines", name="train loss", line=dict(color=COLORS["bonus"]))
+    fig.add_scatter(x=[], y=[], mode="lines+markers", name="acceptance (held-out)", yaxis="y2",
+                    line=dict(color=COLORS["accepted"]))
+    return fig
