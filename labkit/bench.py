@@ -1,0 +1,549 @@
+"""`labkit bench`: labkit's drafters x k x prompt categories, side by side with transformers' ``generate``.
+
+Every configuration runs on the same prompts (token ids, tokenized once) with the same token budget (EOS ignored,
+so every run emits exactly ``max_new_tokens``). Within each repeat the configurations run in a shuffled order per
+prompt, so machine noise hits them alike; speeds are medians over repeats, and every row also carries its ratio to
+transformers' greedy ``generate`` measured in the same run, on the same category.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import theory
+from .prompts import CATEGORIES, prompt_set
+
+DEFAULT_KS = (0, 1, 2, 3, 4, 6, 8, 12, 16)
+LABKIT_DRAFTERS = ("ngram", "early-exit", "mtp")
+HF_MODES = ("greedy", "prompt-lookup", "early-exit", "assistant")
+
+
+@dataclass(frozen=True)
+class Method:
+    """One configuration: an engine, a drafting method and a draft length k (0 = plain decoding)."""
+
+    engine: str  # "labkit" | "transformers"
+    name: str  # labkit: "plain" or a drafter spec; transformers: one of HF_MODES
+    k: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.engine}/{self.name}/k={self.k}"
+
+
+HF_GREEDY = Method("transformers", "greedy", 0)
+LABKIT_PLAIN = Method("labkit", "plain", 0)
+
+
+@dataclass
+class BenchSettings:
+    model: str = "gemma3-270m"
+    dtype: str | None = None
+    device: str | None = None
+    drafters: tuple[str, ...] = LABKIT_DRAFTERS
+    ks: tuple[int, ...] = DEFAULT_KS
+    hf_modes: tuple[str, ...] = HF_MODES
+    categories: tuple[str, ...] = CATEGORIES
+    prompts_per_category: int = 5
+    max_new_tokens: int = 128
+    repeats: int = 3
+    early_exit_layers: int = 6  # the same L for labkit's early-exit drafter and transformers' assistant_early_exit
+    assistant: str | None = None  # draft model (HF id or folder): HF assistant_model and labkit draft-model
+    threads: str | int = "auto"
+    cache: str = "dynamic"  # labkit's KV cache: "dynamic" or "static" (preallocated)
+    quick: bool = False  # tiny random models, a few tokens: seconds, for tests
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class Workload:
+    """Everything the runs share: the target, the prompts as ids, the optional assistant, the runners."""
+
+    target: Any
+    prompts: dict[str, list[torch.Tensor]]
+    assistant: Any = None  # a transformers model usable as assistant_model (None when the pair does not allow one)
+    runners: dict[str, Callable[[torch.Tensor, int], tuple[list[int], Any]]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # method or drafter -> why it was not run
+
+
+# ----------------------------------------------------------------------------------------------- setting up
+
+
+def quick_settings(**overrides: Any) -> BenchSettings:
+    """Tiny random models, short runs: the whole bench in seconds (tests, smoke checks)."""
+    base = dict(model="tiny", dtype="fp32", device="cpu", drafters=("ngram", "early-exit:1", "draft-model", "mtp"),
+                ks=(0, 2, 4), prompts_per_category=1, max_new_tokens=16, repeats=2, early_exit_layers=1,
+                threads=1, quick=True, progress=False)
+    base.update(overrides)
+    return BenchSettings(**base)
+
+
+def set_threads(threads: str | int, probe: Callable[[], float] | None = None) -> int:
+    """Set torch's intra-op threads: a number, or "auto" = the faster of 1 and all cores by a short probe.
+
+    Why probe: on a shared 2-core machine two OpenMP threads can be many times slower than one (a descheduled
+    thread stalls every barrier); on an idle one two are faster.
+    """
+    if threads != "auto":
+        torch.set_num_threads(int(threads))
+        return int(threads)
+    cores = max(1, os.cpu_count() or 1)
+    if probe is None or cores == 1:
+        torch.set_num_threads(cores)
+        return cores
+    times: dict[int, list[float]] = {1: [], cores: []}
+    for _ in range(3):
+        for n in times:
+            torch.set_num_threads(n)
+            times[n].append(probe())
+    best = min(times, key=lambda n: statistics.median(times[n]))
+    torch.set_num_threads(best)
+    return best
+
+
+def load_workload(s: BenchSettings) -> Workload:
+    """The target (embedded, any model, or tiny random ones in quick mode) and the prompts as token ids."""
+    if s.quick:
+        from .models import Target, tiny_pair
+
+        t, d = tiny_pair(vocab_size=64, seed=s.seed)
+        target, assistant = Target(t, None, "tiny-target"), d
+    else:
+        from .models import load_target
+
+        target = load_target(s.model, dtype=s.dtype, device=s.device, progress=s.progress)
+        assistant = _load_assistant(s.assistant, target) if s.assistant else None
+    return Workload(target, _prompt_ids(target, s), assistant)
+
+
+def _load_assistant(name: str, target: Any) -> Any:
+    from .models import load_target
+
+    return load_target(name, dtype=target.dtype, device=target.device, progress=False).model
+
+
+def _prompt_ids(target: Any, s: BenchSettings) -> dict[str, list[torch.Tensor]]:
+    """Tokenize each prompt once; tiny models get seeded random ids with a repeated stretch (so lookup can hit)."""
+    out: dict[str, list[torch.Tensor]] = {}
+    dev = target.device
+    if target.tokenizer is None:
+        g = torch.Generator().manual_seed(s.seed)
+        for c in s.categories:
+            ids = [torch.randint(3, target.vocab_size, (8,), generator=g) for _ in range(s.prompts_per_category)]
+            out[c] = [torch.cat([x, x, x[:4]]).to(dev) for x in ids]
+        return out
+    texts = prompt_set()
+    for c in s.categories:
+        if c not in texts:
+            raise ValueError(f"categories: unknown {c!r}; allowed: {', '.join(CATEGORIES)}")
+        chosen = texts[c][: s.prompts_per_category]
+        out[c] = [torch.tensor(target.tokenizer(p)["input_ids"], dtype=torch.long, device=dev) for p in chosen]
+    return out
+
+
+def plan(s: BenchSettings, w: Workload) -> list[Method]:
+    """Every configuration to run: labkit plain + drafters x k, transformers greedy + assisted modes x k."""
+    ks = [k for k in s.ks if k > 0]
+    methods = [LABKIT_PLAIN] if 0 in s.ks else []
+    for spec in s.drafters:
+        methods += [Method("labkit", spec, k) for k in ks]
+    for mode in s.hf_modes:
+        if mode == "greedy":
+            methods.insert(0, HF_GREEDY)
+        elif mode == "assistant" and w.assistant is None:
+            w.skipped["transformers/assistant"] = "no assistant model for this target (pass --assistant ID)"
+        else:
+            methods += [Method("transformers", mode, k) for k in ks]
+    if HF_GREEDY not in methods:
+        methods.insert(0, HF_GREEDY)  # the baseline every ratio is taken against
+    return methods
+
+
+def build_runners(s: BenchSettings, w: Workload, methods: list[Method]) -> list[Method]:
+    """A callable per method; methods whose drafter cannot be built here are dropped (and listed in ``skipped``)."""
+    drafters: dict[str, Any] = {}
+    kept = []
+    for m in methods:
+        if m.engine == "labkit" and m.name != "plain" and m.name not in drafters:
+            try:
+                drafters[m.name] = _make_drafter(m.name, s, w)
+            except Exception as e:  # noqa: BLE001  (a drafter that cannot load is reported, the rest still runs)
+                drafters[m.name] = None
+                w.skipped[f"labkit/{m.name}"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+        if m.engine == "labkit" and m.name != "plain" and drafters[m.name] is None:
+            continue
+        w.runners[m.key] = (_labkit_runner(s, w, drafters.get(m.name), m.k) if m.engine == "labkit"
+                            else _hf_runner(s, w, m))
+        kept.append(m)
+    return kept
+
+
+def _make_drafter(spec: str, s: BenchSettings, w: Workload) -> Any:
+    from .drafters import DraftModelDrafter, make_drafter
+
+    if spec == "draft-model":  # the same model transformers gets as assistant_model
+        if w.assistant is None:
+            raise ValueError("no draft model for this target (pass --assistant ID)")
+        return DraftModelDrafter(w.assistant)
+    if spec == "early-exit":
+        spec = f"early-exit:{s.early_exit_layers}"
+    if spec == "mtp" and s.quick:
+        from .drafters.mtp import MTPDrafter
+
+        return MTPDrafter.random_init(w.target, layers=1, seed=s.seed)
+    return make_drafter(spec, w.target)
+
+
+def _labkit_runner(s: BenchSettings, w: Workload, drafter: Any, k: int) -> Callable:
+    from .engine import SpeculativeDecoder
+
+    dec = SpeculativeDecoder(w.target, drafter, k=k if drafter is not None else 0)
+    extra = {"cache": s.cache} if s.cache != "dynamic" else {}
+
+    def run(ids: torch.Tensor, n: int) -> tuple[list[int], Any]:
+        res = dec.generate(ids, max_new_tokens=n, eos_token_id=None, **extra)
+        return res.token_ids, res
+
+    return run
+
+
+def _hf_runner(s: BenchSettings, w: Workload, m: Method) -> Callable:
+    model = w.target.model
+    gc = copy.deepcopy(model.generation_config)
+    gc.update(do_sample=False, max_new_tokens=s.max_new_tokens, min_new_tokens=None, eos_token_id=None,
+              pad_token_id=gc.pad_token_id if gc.pad_token_id is not None else 0, temperature=None, top_k=None,
+              top_p=None)
+    extra: dict[str, Any] = {}
+    if m.name == "prompt-lookup":
+        gc.prompt_lookup_num_tokens = m.k
+    elif m.name in ("early-exit", "assistant"):
+        gc.num_assistant_tokens, gc.num_assistant_tokens_schedule = m.k, "constant"  # fixed k, like labkit's
+        if m.name == "early-exit":
+            gc.assistant_early_exit = s.early_exit_layers
+        else:
+            extra["assistant_model"] = w.assistant
+
+    def run(ids: torch.Tensor, n: int) -> tuple[list[int], Any]:
+        x = ids[None]
+        gc.max_new_tokens = n  # set on the config: generate warns when a config and loose arguments are mixed
+        out = model.generate(x, attention_mask=torch.ones_like(x), generation_config=gc, **extra)
+        return out[0, ids.numel():].tolist(), None
+
+    return run
+
+
+# ----------------------------------------------------------------------------------------------- measuring
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
+    """Wall seconds of ``fn()`` (device-synchronized on both ends) and its result."""
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return time.perf_counter() - t0, out
+
+
+def _run_record(m: Method, cat: str, i: int, rep: int, seconds: float, tokens: list[int], res: Any) -> dict:
+    r: dict[str, Any] = {"method": m.key, "category": cat, "prompt": i, "repeat": rep, "seconds": seconds,
+                         "new_tokens": len(tokens), "tokens": tokens}
+    if res is not None:  # labkit: acceptance counts, pooled later (transformers exposes none)
+        st = res.stats
+        kmax = max((len(x.drafted) for x in res.rounds), default=0)
+        r.update(rounds=st.rounds, drafted=st.drafted, accepted=st.accepted, cost_ratio=st.cost_ratio,
+                 pos_tried=[sum(len(x.drafted) > j for x in res.rounds) for j in range(kmax)],
+                 pos_accepted=[sum(x.accepted > j for x in res.rounds) for j in range(kmax)])
+    return r
+
+
+def measure(s: BenchSettings, w: Workload, methods: list[Method]) -> list[dict[str, Any]]:
+    """Warm every method up once, then run repeats x prompts with the methods shuffled per prompt."""
+    from tqdm.auto import tqdm
+
+    dev = w.target.device
+    jobs = [(c, i, ids) for c, lst in w.prompts.items() for i, ids in enumerate(lst)]
+    bar = tqdm(total=len(methods) * (1 + s.repeats * len(jobs)), desc="bench", disable=not s.progress)
+    first = jobs[0][2]
+    for m in methods:  # warm-up: first-call costs (allocations, lazy init) stay out of the medians
+        bar.set_postfix_str(f"warm-up {m.key}")
+        w.runners[m.key](first, min(8, s.max_new_tokens))
+        bar.update()
+    rng = random.Random(s.seed)
+    runs = []
+    for rep in range(s.repeats):
+        for cat, i, ids in jobs:
+            order = list(methods)
+            rng.shuffle(order)
+            for m in order:
+                bar.set_postfix_str(f"{rep + 1}/{s.repeats} {cat} {m.key}")
+                secs, (tokens, res) = time_call(lambda m=m, ids=ids: w.runners[m.key](ids, s.max_new_tokens), dev)
+                runs.append(_run_record(m, cat, i, rep, secs, tokens, res))
+                bar.update()
+    bar.close()
+    return runs
+
+
+# ----------------------------------------------------------------------------------------------- summarizing
+
+
+def _pool(runs: list[dict], key: str) -> int:
+    return sum(r.get(key) or 0 for r in runs)
+
+
+def _positions(runs: list[dict]) -> list[float]:
+    n = max((len(r.get("pos_tried", [])) for r in runs), default=0)
+    tried = [sum(r["pos_tried"][j] for r in runs if len(r.get("pos_tried", [])) > j) for j in range(n)]
+    acc = [sum(r["pos_accepted"][j] for r in runs if len(r.get("pos_accepted", [])) > j) for j in range(n)]
+    return [a / t if t else 0.0 for a, t in zip(acc, tried, strict=True)]
+
+
+def _tok_s(runs: list[dict]) -> float:
+    """Median over repeats of (tokens / seconds) summed over the prompts of one repeat."""
+    per_rep: dict[int, list[dict]] = {}
+    for r in runs:
+        per_rep.setdefault(r["repeat"], []).append(r)
+    return statistics.median(_pool(v, "new_tokens") / sum(x["seconds"] for x in v) for v in per_rep.values())
+
+
+def _same_as_greedy(runs: list[dict], greedy: dict[tuple, list[int]]) -> float:
+    first = [r for r in runs if r["repeat"] == 0]
+    return sum(r["tokens"] == greedy.get((r["category"], r["prompt"])) for r in first) / len(first)
+
+
+def _row(m: Method, cat: str, runs: list[dict], greedy: dict[tuple, list[int]]) -> dict[str, Any]:
+    rounds, drafted, accepted = _pool(runs, "rounds"), _pool(runs, "drafted"), _pool(runs, "accepted")
+    labkit = m.engine == "labkit"
+    mal = (accepted + rounds) / rounds if labkit and rounds else None
+    alpha = None
+    if labkit and m.k > 0 and mal is not None:
+        alpha = theory.alpha_from_mean_accepted_length(min(max(mal, 1.0), m.k + 1.0), m.k)
+    costs = [r["cost_ratio"] for r in runs if r.get("cost_ratio") is not None]
+    return {"engine": m.engine, "method": m.name, "k": m.k, "category": cat, "tok_s": _tok_s(runs),
+            "runs": len(runs), "new_tokens": _pool(runs, "new_tokens"),
+            "mean_accepted_length": mal, "acceptance_rate": accepted / drafted if labkit and drafted else None,
+            "alpha": alpha, "cost_ratio": statistics.median(costs) if costs else None,
+            "per_position_acceptance": _positions(runs) if labkit else None,
+            "same_as_hf_greedy": _same_as_greedy(runs, greedy)}
+
+
+def summarize(runs: list[dict], methods: list[Method], categories: list[str]) -> list[dict[str, Any]]:
+    """One row per (method, category) and per method over "all" categories, with ratios to transformers' greedy.
+
+    The "all" row's ratio is the mean of the per-category ratios (each category weighs the same).
+    """
+    greedy = {(r["category"], r["prompt"]): r["tokens"] for r in runs
+              if r["method"] == HF_GREEDY.key and r["repeat"] == 0}
+    rows = []
+    for m in methods:
+        mine = [r for r in runs if r["method"] == m.key]
+        per_cat = [_row(m, c, [r for r in mine if r["category"] == c], greedy) for c in categories]
+        rows += per_cat
+        rows.append(_row(m, "all", mine, greedy))
+    base = {r["category"]: r["tok_s"] for r in rows if r["engine"] == "transformers" and r["method"] == "greedy"}
+    for r in rows:
+        if r["category"] != "all":
+            r["ratio_vs_hf_greedy"] = r["tok_s"] / base[r["category"]]
+    for r in rows:
+        if r["category"] == "all":
+            cats = [x["ratio_vs_hf_greedy"] for x in rows if x["category"] != "all" and _same_method(x, r)]
+            r["ratio_vs_hf_greedy"] = sum(cats) / len(cats)
+    return rows
+
+
+def _same_method(a: dict, b: dict) -> bool:
+    return (a["engine"], a["method"], a["k"]) == (b["engine"], b["method"], b["k"])
+
+
+def theory_curves(rows: list[dict], k_max: int = 16) -> list[dict[str, Any]]:
+    """Per labkit drafter: alpha (median over k of the alpha that explains its mean accepted length) and c
+    (median measured cost ratio), the speedup labkit.theory predicts for k = 0..k_max, and what was measured."""
+    plain = {r["category"]: r["tok_s"] for r in rows if r["engine"] == "labkit" and r["method"] == "plain"}
+    out = []
+    for name in dict.fromkeys(r["method"] for r in rows if r["engine"] == "labkit" and r["k"] > 0):
+        mine = [r for r in rows if r["engine"] == "labkit" and r["method"] == name and r["category"] == "all"]
+        alphas = [r["alpha"] for r in mine if r["alpha"] is not None]
+        costs = [r["cost_ratio"] for r in mine if r["cost_ratio"] is not None]
+        if not alphas:
+            continue
+        a, c = statistics.median(alphas), statistics.median(costs) if costs else 0.0
+        out.append({"drafter": name, "alpha": a, "c": c,
+                    "curve": [{"k": k, "speedup": theory.speedup(a, k, c)} for k in range(k_max + 1)],
+                    "best_k": theory.best_k(a, c, k_max)[0],
+                    "measured": [{"k": r["k"], "speedup": r["tok_s"] / plain["all"]} for r in mine] if plain else []})
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- roofline
+
+
+def weight_bytes(model: Any) -> int:
+    """Bytes of parameters one forward reads (shared tensors, e.g. a tied embedding / LM head, counted once)."""
+    seen, total = set(), 0
+    for p in model.parameters():
+        if p.data_ptr() not in seen:
+            seen.add(p.data_ptr())
+            total += p.numel() * p.element_size()
+    return total
+
+
+def copy_bandwidth(device: torch.device, mbytes: int = 256, repeats: int = 5) -> float:
+    """Memory-copy rate in GB/s, bytes read + bytes written, median of a few copies of an ``mbytes`` buffer."""
+    n = mbytes * 2**20 // 4
+    src = torch.ones(n, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # first touch: page faults stay out of the timing
+    times = [time_call(lambda: dst.copy_(src), device)[0] for _ in range(repeats)]
+    return 2 * n * 4 / statistics.median(times) / 1e9
+
+
+def add_roofline(rows: list[dict], wbytes: int) -> None:
+    """Weight GB/s each row implies: tokens/s x bytes of weights a token costs when read once per token
+    (speculation can exceed the copy rate: one weight read serves several tokens); and actual target forwards/s."""
+    for r in rows:
+        r["weight_gbps"] = r["tok_s"] * wbytes / 1e9
+        tpf = r["mean_accepted_length"] or (1.0 if r["k"] == 0 else None)
+        r["tokens_per_forward"] = tpf
+        r["target_forward_gbps"] = r["tok_s"] / tpf * wbytes / 1e9 if tpf else None
+
+
+# ----------------------------------------------------------------------------------------------- entry points
+
+
+def run_bench(s: BenchSettings, out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Run the whole bench; write bench.json, bench.csv and bench.html to ``out_dir`` when given."""
+    w = load_workload(s)
+    first = next(iter(w.prompts.values()))[0]
+    threads = set_threads(s.threads, _forward_probe(w.target, first))
+    methods = build_runners(s, w, plan(s, w))
+    runs = measure(s, w, methods)
+    cats = list(w.prompts)
+    rows = summarize(runs, methods, cats)
+    wbytes = weight_bytes(w.target.model)
+    add_roofline(rows, wbytes)
+    result = {"meta": _meta(s, w, threads, wbytes), "rows": rows, "theory": theory_curves(rows, max(s.ks)),
+              "skipped": w.skipped, "runs": [{k: v for k, v in r.items() if k != "tokens"} for r in runs]}
+    if out_dir is not None:
+        from .bench_report import write_all
+
+        result["files"] = write_all(result, out_dir)
+    return result
+
+
+def _forward_probe(target: Any, ids: torch.Tensor) -> Callable[[], float]:
+    """Seconds of a few one-token target forwards after a short prefill (for the threads choice)."""
+    from .kvcache import crop, new_cache
+
+    @torch.inference_mode()
+    def probe() -> float:
+        cache = new_cache(target.model)
+        target.model(input_ids=ids[None, :-1], past_key_values=cache, use_cache=True, logits_to_keep=1)
+        t0 = time.perf_counter()
+        for _ in range(3):
+            target.model(input_ids=ids[None, -1:], past_key_values=cache, use_cache=True)
+            crop(cache, ids.numel() - 1)
+        return time.perf_counter() - t0
+
+    return probe
+
+
+def _meta(s: BenchSettings, w: Workload, threads: int, wbytes: int) -> dict[str, Any]:
+    import transformers
+
+    dev = w.target.device
+    return {"settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(s).items()},
+            "model": w.target.name, "dtype": str(w.target.dtype), "device": str(dev), "threads": threads,
+            "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "weight_bytes": wbytes, "copy_gbps": copy_bandwidth(dev),
+            "prompts": {c: [int(x.numel()) for x in v] for c, v in w.prompts.items()},
+            "baseline": HF_GREEDY.key, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def _csv_ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def _csv_strs(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def settings_from_args(a: argparse.Namespace) -> BenchSettings:
+    if a.quick:
+        over = {"progress": not a.no_progress}
+        for name in ("ks", "repeats", "max_new_tokens", "drafters", "hf_modes", "categories"):
+            v = getattr(a, name)
+            if v is not None:
+                over[name] = v
+        return quick_settings(**over)
+    s = BenchSettings(model=a.model, dtype=a.dtype, device=a.device, assistant=a.assistant, threads=a.threads,
+                      early_exit_layers=a.early_exit_layers, prompts_per_category=a.prompts_per_category,
+                      cache=a.cache, seed=a.seed, progress=not a.no_progress)
+    for name in ("ks", "repeats", "max_new_tokens", "drafters", "hf_modes", "categories"):
+        v = getattr(a, name)
+        if v is not None:
+            setattr(s, name, v)
+    return s
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from .bench_report import format_table
+
+    s = settings_from_args(a)
+    if any(not 0 <= k <= 32 for k in s.ks):
+        raise ValueError(f"ks: every k must be in 0..32, got {list(s.ks)}")
+    hf_logging.set_verbosity_error()  # transformers' assisted modes warn about their own internal calls
+    result = run_bench(s, a.out)
+    print(format_table(result))
+    for f in result.get("files", []):
+        print(f"wrote {f}")
+    return 0
+
+
+def register_cli(sub: Any) -> None:
+    if "bench" in sub.choices:  # cli.main() may run more than once per process (tests): register once
+        return
+    p = sub.add_parser("bench", help="drafters x k x categories against transformers' generate: table, JSON, CSV, "
+                                     "HTML")
+    p.add_argument("--model", default="gemma3-270m", help="embedded name, Hugging Face id or local folder")
+    p.add_argument("--dtype", default=None, help="bf16 (default) or fp32")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--drafters", type=_csv_strs, default=None,
+                   help="labkit drafter specs, comma-separated (default: ngram,early-exit,mtp; also draft-model, "
+                        "synthetic:A, early-exit:L)")
+    p.add_argument("--ks", type=_csv_ints, default=None, help="draft lengths, e.g. 0,1,2,4,8,16 (0 = plain)")
+    p.add_argument("--hf-modes", type=_csv_strs, default=None,
+                   help="transformers modes: greedy,prompt-lookup,early-exit,assistant")
+    p.add_argument("--categories", type=_csv_strs, default=None, help=f"subset of {','.join(CATEGORIES)}")
+    p.add_argument("--prompts-per-category", type=int, default=5)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per run (default 128)")
+    p.add_argument("--repeats", type=int, default=None, help="repeats per configuration (default 3; medians)")
+    p.add_argument("--early-exit-layers", type=int, default=6)
+    p.add_argument("--assistant", default=None, help="draft model for transformers' assistant_model and labkit's "
+                                                     "draft-model drafter")
+    p.add_argument("--threads", default="auto", help="torch threads: a number, or auto (probe 1 vs all cores)")
+    p.add_argument("--cache", default="dynamic", choices=("dynamic", "static"), help="labkit's KV cache")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="bench-out", help="folder for bench.json, bench.csv, bench.html")
+    p.add_argument("--quick", action="store_true", help="tiny random models, 16 tokens: a smoke run in seconds")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_bench)

@@ -1,0 +1,174 @@
+"""What `labkit bench` writes: a terminal table, bench.json, bench.csv and bench.html (plotly charts)."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+CSV_COLUMNS = ("engine", "method", "k", "category", "tok_s", "ratio_vs_hf_greedy", "runs", "new_tokens",
+               "mean_accepted_length", "acceptance_rate", "alpha", "cost_ratio", "per_position_acceptance",
+               "same_as_hf_greedy", "weight_gbps", "tokens_per_forward", "target_forward_gbps")
+
+
+def label(r: dict[str, Any]) -> str:
+    return f"{r['engine']} {r['method']}" + (f" k={r['k']}" if r["k"] else "")
+
+
+def _f(x: Any, fmt: str, width: int) -> str:
+    return f"{'-':>{width}}" if x is None else f"{x:>{width}{fmt}}"
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """One line per configuration: tok/s over all categories, ratio to transformers' greedy (mean over
+    categories), the ratio per category, tokens per verify, acceptance, and whether the text equals greedy's."""
+    meta, rows = result["meta"], result["rows"]
+    cats = [c for c in meta["prompts"]]
+    head = (f"{meta['model']} ({meta['dtype']}, {meta['device']}, {meta['threads']} threads), "
+            f"{meta['settings']['max_new_tokens']} new tokens, median of {meta['settings']['repeats']} repeats; "
+            f"ratios vs transformers greedy in this run; copy rate {meta['copy_gbps']:.1f} GB/s, "
+            f"weights {meta['weight_bytes'] / 1e6:.0f} MB")
+    cols = f"{'configuration':<34}{'tok/s':>8}{'x greedy':>9}" + "".join(f"{c[:8]:>9}" for c in cats)
+    cols += f"{'tok/fwd':>8}{'accept':>8}{'c':>7}{'=greedy':>8}"
+    lines = [head, cols, "-" * len(cols)]
+    overall = [r for r in rows if r["category"] == "all"]
+    for r in overall:
+        per = {x["category"]: x["ratio_vs_hf_greedy"] for x in rows if _same(x, r) and x["category"] != "all"}
+        acc = None if r["acceptance_rate"] is None else 100 * r["acceptance_rate"]
+        lines.append(f"{label(r):<34}{r['tok_s']:>8.2f}{r['ratio_vs_hf_greedy']:>8.2f}x"
+                     + "".join(f"{per[c]:>8.2f}x" for c in cats)
+                     + _f(r["mean_accepted_length"], ".2f", 8) + _f(acc, ".0f", 7) + ("%" if acc is not None else " ")
+                     + _f(r["cost_ratio"], ".3f", 7) + f"{100 * r['same_as_hf_greedy']:>7.0f}%")
+    for what, why in result.get("skipped", {}).items():
+        lines.append(f"skipped {what}: {why}")
+    return "\n".join(lines)
+
+
+def _same(a: dict, b: dict) -> bool:
+    return (a["engine"], a["method"], a["k"]) == (b["engine"], b["method"], b["k"])
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            d = dict(r)
+            if d.get("per_position_acceptance") is not None:
+                d["per_position_acceptance"] = ";".join(f"{x:.4f}" for x in d["per_position_acceptance"])
+            w.writerow(d)
+
+
+def write_all(result: dict[str, Any], out_dir: str | Path) -> list[str]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "bench.json", out / "bench.csv", out / "bench.html"]
+    body = {k: v for k, v in result.items() if k != "files"}
+    paths[0].write_text(json.dumps(body, indent=1), encoding="utf-8")
+    write_csv(result["rows"], paths[1])
+    paths[2].write_text(html_report(result), encoding="utf-8")
+    return [str(p) for p in paths]
+
+
+# ----------------------------------------------------------------------------------------------- charts
+
+
+def fig_speed(rows: list[dict]) -> Any:
+    """Speed vs k per drafter (all categories), as ratio to transformers' greedy; k = 0 methods as flat lines."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    overall = [r for r in rows if r["category"] == "all"]
+    ks = sorted({r["k"] for r in overall})
+    for name in dict.fromkeys((r["engine"], r["method"]) for r in overall):
+        mine = sorted((r for r in overall if (r["engine"], r["method"]) == name), key=lambda r: r["k"])
+        flat = len(mine) == 1 and mine[0]["k"] == 0
+        x = [ks[0], ks[-1]] if flat else [r["k"] for r in mine]
+        y = [mine[0]["ratio_vs_hf_greedy"]] * 2 if flat else [r["ratio_vs_hf_greedy"] for r in mine]
+        fig.add_trace(go.Scatter(x=x, y=y, name=" ".join(name), mode="lines" if flat else "lines+markers",
+                                 line={"dash": "dot" if name[0] == "transformers" else "solid"}))
+    fig.update_layout(title="Speed vs k (all categories): ratio to transformers greedy", xaxis_title="k",
+                      yaxis_title="x transformers greedy")
+    return fig
+
+
+def fig_positions(rows: list[dict], curves: list[dict]) -> Any:
+    """Acceptance by draft position at each drafter's largest k, against alpha^i (i.i.d. acceptance)."""
+    import plotly.graph_objects as go
+
+    from .theory import position_acceptance
+
+    fig = go.Figure()
+    alphas = {c["drafter"]: c["alpha"] for c in curves}
+    for name in dict.fromkeys(r["method"] for r in rows if r["engine"] == "labkit" and r["k"] > 0):
+        mine = [r for r in rows if r["engine"] == "labkit" and r["method"] == name and r["category"] == "all"]
+        r = max(mine, key=lambda r: r["k"])
+        pos = r["per_position_acceptance"] or []
+        fig.add_trace(go.Bar(x=list(range(1, len(pos) + 1)), y=pos, name=f"{name} k={r['k']}"))
+        if name in alphas and pos:
+            fig.add_trace(go.Scatter(x=list(range(1, len(pos) + 1)), y=position_acceptance(alphas[name], len(pos)),
+                                     name=f"{name}: alpha^i, alpha={alphas[name]:.2f}", mode="lines",
+                                     line={"dash": "dot"}))
+    fig.update_layout(title="Acceptance by draft position", xaxis_title="position i",
+                      yaxis_title="P(position i accepted | drafted)", barmode="group")
+    return fig
+
+
+def fig_theory(curves: list[dict]) -> Any:
+    """labkit.theory's speedup from measured alpha and c, against measured speedup over labkit plain."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for c in curves:
+        fig.add_trace(go.Scatter(x=[p["k"] for p in c["curve"]], y=[p["speedup"] for p in c["curve"]],
+                                 mode="lines", name=f"theory {c['drafter']} (alpha={c['alpha']:.2f}, c={c['c']:.3f})"))
+        fig.add_trace(go.Scatter(x=[p["k"] for p in c["measured"]], y=[p["speedup"] for p in c["measured"]],
+                                 mode="markers", name=f"measured {c['drafter']}"))
+    fig.update_layout(title="Theory (Leviathan et al.) vs measured: speedup over labkit plain", xaxis_title="k",
+                      yaxis_title="speedup")
+    return fig
+
+
+def fig_roofline(rows: list[dict], meta: dict) -> Any:
+    """tok/s against tokens per target forward; the roof is copy rate / weight bytes per forward."""
+    import plotly.graph_objects as go
+
+    roof = meta["copy_gbps"] * 1e9 / meta["weight_bytes"]
+    pts = [r for r in rows if r["category"] == "all" and r.get("tokens_per_forward")]
+    xmax = max([r["tokens_per_forward"] for r in pts] + [1.0]) * 1.1
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, xmax], y=[0, roof * xmax], mode="lines", name=(
+        f"memory roof: {meta['copy_gbps']:.1f} GB/s / {meta['weight_bytes'] / 1e6:.0f} MB per forward")))
+    fig.add_trace(go.Scatter(x=[r["tokens_per_forward"] for r in pts], y=[r["tok_s"] for r in pts],
+                             mode="markers", text=[label(r) for r in pts], name="configurations",
+                             customdata=[r["weight_gbps"] for r in pts],
+                             hovertemplate="%{text}<br>%{y:.1f} tok/s = %{customdata:.1f} GB/s of weights"))
+    fig.update_layout(title="Roofline: tokens/s x weight bytes per token against the measured copy rate",
+                      xaxis_title="tokens per target forward", yaxis_title="tokens / s")
+    return fig
+
+
+def fig_categories(rows: list[dict]) -> Any:
+    import plotly.graph_objects as go
+
+    overall = [r for r in rows if r["category"] == "all"]
+    cats = list(dict.fromkeys(r["category"] for r in rows if r["category"] != "all"))
+    z = [[next(x["ratio_vs_hf_greedy"] for x in rows if _same(x, r) and x["category"] == c) for c in cats]
+         for r in overall]
+    fig = go.Figure(go.Heatmap(z=z, x=cats, y=[label(r) for r in overall], colorscale="RdBu", zmid=1.0,
+                               texttemplate="%{z:.2f}"))
+    fig.update_layout(title="Ratio to transformers greedy per category", height=200 + 22 * len(overall))
+    return fig
+
+
+def html_report(result: dict[str, Any], plotlyjs: str | bool = True) -> str:
+    meta, rows, curves = result["meta"], result["rows"], result["theory"]
+    figs = [fig_speed(rows), fig_categories(rows), fig_positions(rows, curves), fig_theory(curves),
+            fig_roofline(rows, meta)]
+    parts = [f.to_html(full_html=False, include_plotlyjs=plotlyjs if i == 0 else False) for i, f in enumerate(figs)]
+    table = html.escape(format_table(result))
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>labkit bench</title></head><body>"
+            "<h1>labkit bench</h1><pre>" + table + "</pre>" + "".join(f"<div>{p}</div>" for p in parts)
+            + "<h2>Settings</h2><pre>" + html.escape(json.dumps(meta, indent=1)) + "</pre></body></html>")

@@ -1,0 +1,163 @@
+"""labkit bench on tiny random models: files, rows, ratios, theory curve. No timing assertions (noisy machines)."""
+
+import csv
+import json
+import math
+import statistics
+
+import pytest
+
+from labkit import theory
+from labkit.bench import (
+    HF_GREEDY,
+    LABKIT_PLAIN,
+    Method,
+    add_roofline,
+    quick_settings,
+    run_bench,
+    set_threads,
+    summarize,
+    theory_curves,
+)
+from labkit.bench_report import CSV_COLUMNS, format_table
+
+CATS = ("code", "qa")
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    s = quick_settings(categories=CATS, ks=(0, 2, 3), drafters=("ngram", "draft-model", "bogus"))
+    return run_bench(s, out), out
+
+
+def _keys(rows):
+    return {(r["engine"], r["method"], r["k"], r["category"]) for r in rows}
+
+
+def test_every_configuration_has_a_row_per_category_and_overall(bench):
+    result, _ = bench
+    expected = {("transformers", "greedy", 0), ("labkit", "plain", 0)}
+    expected |= {("labkit", d, k) for d in ("ngram", "draft-model") for k in (2, 3)}
+    expected |= {("transformers", m, k) for m in ("prompt-lookup", "early-exit", "assistant") for k in (2, 3)}
+    assert _keys(result["rows"]) == {(*e, c) for e in expected for c in (*CATS, "all")}
+    assert "labkit/bogus" in result["skipped"]  # an unknown drafter is reported, the rest still runs
+
+
+def test_files_written_with_expected_rows_and_columns(bench):
+    result, out = bench
+    data = json.loads((out / "bench.json").read_text())
+    assert len(data["rows"]) == len(result["rows"])
+    assert data["meta"]["baseline"] == HF_GREEDY.key and data["meta"]["copy_gbps"] > 0
+    with open(out / "bench.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == CSV_COLUMNS
+        rows = list(reader)
+    assert len(rows) == len(result["rows"])
+    ngram = next(r for r in rows if r["method"] == "ngram" and r["k"] == "3" and r["category"] == "all")
+    assert len(ngram["per_position_acceptance"].split(";")) <= 3
+    page = (out / "bench.html").read_text()
+    for title in ("Speed vs k", "Acceptance by draft position", "Theory", "Roofline", "per category"):
+        assert title in page
+    assert "plotly" in page.lower()
+
+
+def test_ratios_are_against_transformers_greedy_of_the_same_category(bench):
+    rows = bench[0]["rows"]
+    base = {r["category"]: r["tok_s"] for r in rows if (r["engine"], r["method"]) == ("transformers", "greedy")}
+    for r in rows:
+        if r["category"] != "all":
+            assert r["ratio_vs_hf_greedy"] == pytest.approx(r["tok_s"] / base[r["category"]])
+        else:
+            cats = [x["ratio_vs_hf_greedy"] for x in rows if x["category"] in CATS
+                    and (x["engine"], x["method"], x["k"]) == (r["engine"], r["method"], r["k"])]
+            assert r["ratio_vs_hf_greedy"] == pytest.approx(sum(cats) / len(cats))
+    assert all(r["ratio_vs_hf_greedy"] == pytest.approx(1.0) for r in rows
+               if (r["engine"], r["method"]) == ("transformers", "greedy"))
+
+
+def test_greedy_outputs_equal_transformers_greedy_in_fp32(bench):
+    # Lossless greedy: every labkit configuration and every transformers mode emits greedy's tokens (fp32 tiny).
+    for r in bench[0]["rows"]:
+        assert r["same_as_hf_greedy"] == 1.0, r
+        assert r["new_tokens"] == r["runs"] * 16
+
+
+def test_theory_curve_matches_labkit_theory(bench):
+    result = bench[0]
+    curves = {c["drafter"]: c for c in result["theory"]}
+    assert set(curves) == {"ngram", "draft-model"}
+    for name, c in curves.items():
+        mine = [r for r in result["rows"] if r["method"] == name and r["category"] == "all"]
+        assert c["alpha"] == pytest.approx(statistics.median(r["alpha"] for r in mine))
+        for r in mine:  # alpha explains the measured mean accepted length at that k
+            assert theory.expected_tokens_per_verify(r["alpha"], r["k"]) == pytest.approx(
+                r["mean_accepted_length"], abs=1e-6)
+        assert [p["speedup"] for p in c["curve"]] == [theory.speedup(c["alpha"], k, c["c"]) for k in range(4)]
+        assert c["best_k"] == theory.best_k(c["alpha"], c["c"], 3)[0]
+
+
+def test_table_lists_every_configuration(bench):
+    table = format_table(bench[0])
+    assert "labkit ngram k=3" in table and "transformers prompt-lookup k=2" in table
+    assert "skipped labkit/bogus" in table
+
+
+def _run(m, cat, rep, seconds, tokens=10, **extra):
+    return {"method": m.key, "category": cat, "prompt": 0, "repeat": rep, "seconds": seconds, "new_tokens": tokens,
+            "tokens": [1] * tokens, **extra}
+
+
+def test_summarize_takes_medians_over_repeats_and_pools_acceptance():
+    ng = Method("labkit", "ngram", 2)
+    runs = [_run(HF_GREEDY, "qa", r, s) for r, s in enumerate((1.0, 2.0, 10.0))]  # median 2 s -> 5 tok/s
+    runs += [_run(LABKIT_PLAIN, "qa", r, s) for r, s in enumerate((0.5, 1.0, 0.4))]  # median 0.5 s -> 20 tok/s
+    acc = dict(rounds=4, drafted=8, accepted=4, cost_ratio=0.1, pos_tried=[4, 4], pos_accepted=[3, 1])
+    runs += [_run(ng, "qa", r, 0.25, **acc) for r in range(3)]
+    rows = {r["method"]: r for r in summarize(runs, [HF_GREEDY, LABKIT_PLAIN, ng], ["qa"]) if r["category"] == "qa"}
+    assert rows["greedy"]["tok_s"] == pytest.approx(5.0)
+    assert rows["plain"]["tok_s"] == pytest.approx(20.0) and rows["plain"]["ratio_vs_hf_greedy"] == pytest.approx(4)
+    assert rows["ngram"]["ratio_vs_hf_greedy"] == pytest.approx(8.0)
+    assert rows["ngram"]["mean_accepted_length"] == pytest.approx(2.0)
+    assert rows["ngram"]["acceptance_rate"] == pytest.approx(0.5)
+    assert rows["ngram"]["per_position_acceptance"] == pytest.approx([0.75, 0.25])
+    assert theory.expected_tokens_per_verify(rows["ngram"]["alpha"], 2) == pytest.approx(2.0, abs=1e-6)
+    assert rows["greedy"]["mean_accepted_length"] is None  # transformers exposes no acceptance counts
+    curve = theory_curves(summarize(runs, [HF_GREEDY, LABKIT_PLAIN, ng], ["qa"]), k_max=2)[0]
+    assert curve["measured"] == [{"k": 2, "speedup": pytest.approx(2.0)}]  # 40 tok/s over labkit plain's 20
+
+
+def test_roofline_columns():
+    rows = [{"tok_s": 10.0, "k": 0, "mean_accepted_length": None},
+            {"tok_s": 30.0, "k": 4, "mean_accepted_length": 3.0}]
+    add_roofline(rows, 2_000_000_000)
+    assert rows[0]["weight_gbps"] == pytest.approx(20.0) and rows[0]["target_forward_gbps"] == pytest.approx(20.0)
+    assert rows[1]["weight_gbps"] == pytest.approx(60.0) and rows[1]["target_forward_gbps"] == pytest.approx(20.0)
+
+
+def test_auto_threads_picks_the_faster_probe(monkeypatch):
+    import torch
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    before = torch.get_num_threads()
+    try:
+        assert set_threads("auto", lambda: 1.0 if torch.get_num_threads() == 1 else 2.0) == 1
+        assert set_threads("auto", lambda: 2.0 if torch.get_num_threads() == 1 else 1.0) == 2
+        assert set_threads(1) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert not math.isnan(before)
+
+
+def test_cli_quick(tmp_path, capsys):
+    from labkit.cli import main
+
+    rc = main(["bench", "--quick", "--ks", "0,2", "--categories", "qa", "--repeats", "1", "--drafters", "ngram",
+               "--hf-modes", "greedy,prompt-lookup", "--out", str(tmp_path), "--no-progress"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "labkit ngram k=2" in out and "transformers prompt-lookup k=2" in out
+    rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
+    assert _keys(rows) == {(e, m, k, c) for e, m, k in [("transformers", "greedy", 0), ("labkit", "plain", 0),
+                                                        ("labkit", "ngram", 2), ("transformers", "prompt-lookup", 2)]
+                           for c in ("qa", "all")}
