@@ -100,23 +100,30 @@ def draft_vs_verify_time(results: GenerationResult | Mapping[str, GenerationResu
 
 # ------------------------------------------------------------------------------------------------ KV timeline
 
-KV_PARTS = ("reused", "computed", "rolled back", "caught up")
-_KV_COLORS = {"reused": COLORS["reused"], "computed": COLORS["accepted"], "rolled back": COLORS["rejected"],
-              "caught up": COLORS["bonus"]}
+KV_PARTS = ("reused", "computed", "rolled back")
+_KV_COLORS = {"reused": COLORS["reused"], "computed": COLORS["accepted"], "rolled back": COLORS["rejected"]}
 
 
 def kv_segments(kv: KVTrace) -> dict[str, tuple[int, int]]:
-    """(start, length) of each part of one round's cache: reused from before, newly computed and kept,
-    computed then rolled back (rejected drafts), and caught up after the round (a draft model that must
-    feed its last accepted draft after a full acceptance)."""
-    top = max(kv.after_verify, kv.after_draft)
-    kept_end = min(kv.after_rollback, top)
+    """(start, length) of each part of one round's cache: reused from before, computed this round and kept,
+    computed then rolled back (rejected drafts)."""
+    top = max(kv.after_verify, kv.after_draft, kv.after_rollback)
     return {
         "reused": (0, kv.before),
-        "computed": (kv.before, max(0, kept_end - kv.before)),
-        "rolled back": (kept_end, max(0, top - kv.after_rollback)),
-        "caught up": (top, max(0, kv.after_rollback - top)),
+        "computed": (kv.before, max(0, kv.after_rollback - kv.before)),
+        "rolled back": (kv.after_rollback, max(0, top - kv.after_rollback)),
     }
+
+
+def kv_range(rounds: Sequence[RoundRecord], who: str = "target") -> list[float] | None:
+    """An x range that shows the rounds' new positions large, with a stub of the reused prefix."""
+    kvs = [r.target_kv if who == "target" else r.drafter_kv for r in rounds]
+    kvs = [kv for kv in kvs if kv is not None]
+    if not kvs:
+        return None
+    lo = min(kv.before for kv in kvs)
+    hi = max(max(kv.after_verify, kv.after_draft, kv.after_rollback) for kv in kvs)
+    return [max(0, lo - max(4, (hi - lo) // 6)) - 0.5, hi + 0.5]
 
 
 def kv_timeline(result: GenerationResult | None = None, who: str = "target", title: str | None = None,
@@ -126,14 +133,16 @@ def kv_timeline(result: GenerationResult | None = None, who: str = "target", tit
         raise ValueError(f"who: must be 'target' or 'drafter', got {who!r}")
     fig = _fig(title or f"{who.capitalize()} KV cache per round", "cache position (tokens)", "round",
                barmode="stack", bargap=0.15, yaxis_autorange="reversed")
-    rows = kv_rows(result.rounds if result is not None else [], who)
-    if max_rounds is not None:
-        rows = {p: v[:max_rounds] for p, v in rows.items()} if rows else rows
+    rounds = list(result.rounds if result is not None else [])[:max_rounds]
+    rows = kv_rows(rounds, who)
     for part in KV_PARTS:
         xs = rows.get(part, [])
         fig.add_bar(orientation="h", y=[r for r, _ in xs], x=[n for _, n in xs], name=part,
                     marker_color=_KV_COLORS[part],
                     hovertemplate="round %{y}: %{x} positions<extra>" + part + "</extra>")
+    rng = kv_range(rounds, who)
+    if rng:
+        fig.update_xaxes(range=rng)
     return fig
 
 

@@ -169,7 +169,7 @@ def _piece(tokenizer: Any, tok: int) -> str:
 
 
 def _cache_row(name: str, kv: Any, labels: list[str]) -> str:
-    """One cache as cells: the reused prefix as one grey block, then a cell per position touched this round."""
+    """``labels[pos]`` names the token at cache position ``pos``."""
     if kv is None:
         return (f"<div><b>{name}</b>: keeps no KV cache of its own "
                 "(an MTP drafter reads the target's cache instead)</div>")
@@ -178,7 +178,7 @@ def _cache_row(name: str, kv: Any, labels: list[str]) -> str:
              f"{kv.before} reused</span>"] if kv.before else []
     for pos in range(kv.before, max(top, kv.after_rollback)):
         kind = ("kept" if pos < min(kv.after_rollback, top) else "rolled back" if pos < top else "caught up")
-        lab = labels[pos - kv.before] if pos - kv.before < len(labels) else ""
+        lab = labels[pos] if pos < len(labels) else ""
         cells.append(f'<span style="{_CELL};background:{_BG[kind]}" title="position {pos}: {kind}">{pos}<br>'
                      f"{html.escape(lab)}</span>")
     return (f"<div style='margin:4px 0'><b>{name}</b> cache: {kv.before} → {top} after "
@@ -226,7 +226,10 @@ def round_html(result: GenerationResult, index: int, tokenizer: Any = None, prom
                if sampling else "the target's argmax at that position")
         outcome = (f"Draft {r.accepted + 1} rejected; the rest are discarded. Replacement "
                    f"<code>{html.escape(nxt)}</code>, {how}.")
-    labels = [_piece(tokenizer, t) for t in ([done[-1]] if done else result.prompt_ids[-1:]) + list(r.drafted)]
+    # Cache position p holds the token at index p of prompt + earlier output + this round's drafts.
+    seq = list(result.prompt_ids) + done + list(r.drafted)
+    lo = min(r.target_kv.before, r.drafter_kv.before if r.drafter_kv is not None else r.target_kv.before)
+    labels = [""] * lo + [_piece(tokenizer, t) for t in seq[lo:]]
     head = "<th>#</th><th>drafted x</th><th>q(x)</th><th>p(x)</th><th>test</th><th>verdict</th>"
     return (
         f'<style>{web_asset("token_strip.css")}</style><div style="font:13px system-ui,sans-serif;line-height:1.5">'
@@ -237,7 +240,7 @@ def round_html(result: GenerationResult, index: int, tokenizer: Any = None, prom
         f'<div class="lk-strip"><div class="lk-text">{strip}</div></div>'
         f"<table style='border-collapse:collapse;margin:6px 0'><tr>{head}</tr>{''.join(rows)}</table>"
         f"<div>{outcome}</div>"
-        f"{_cache_row('target', r.target_kv, labels)}{_cache_row('drafter', r.drafter_kv, labels[1:])}"
+        f"{_cache_row('target', r.target_kv, labels)}{_cache_row('drafter', r.drafter_kv, labels)}"
         f"<div style='color:#555;font-size:12px'>Draft {1e3 * r.draft_seconds:.1f} ms · verify "
         f"{1e3 * r.verify_seconds:.1f} ms</div></div>"
     )

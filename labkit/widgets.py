@@ -142,13 +142,13 @@ class LiveDashboard(W.VBox):
         self.fig_accept.add_bar(x=[], y=[], name="measured", marker_color=figures.COLORS["accepted"])
         self.fig_time = go.FigureWidget(figures.draft_vs_verify_time(None))
         for f in (self.fig_accept, self.fig_time):
-            f.update_layout(height=300, width=None)
+            f.update_layout(height=300)
         self.fig_kv = go.FigureWidget(figures.kv_timeline(None)) if kv else None
         self.rounds: list[RoundRecord] = []
         self._throttle = _Throttle(interval)
-        row = W.HBox([self.fig_accept, self.fig_time], layout=W.Layout(width="100%"))
-        for f in (self.fig_accept, self.fig_time):
-            f.layout.width = None
+        # Each figure in a half-width box: plotly autosizes to its container, side by side.
+        row = W.HBox([W.Box([f], layout=W.Layout(width="50%")) for f in (self.fig_accept, self.fig_time)],
+                     layout=W.Layout(width="100%"))
         children = [self.strip, row] + ([self.fig_kv] if self.fig_kv is not None else [])
         super().__init__(children)
 
@@ -189,6 +189,7 @@ class LiveDashboard(W.VBox):
                     trace.y = [r for r, _ in rows[part]]
                     trace.x = [n for _, n in rows[part]]
                 self.fig_kv.layout.height = max(300, min(900, 90 + 14 * len(rounds)))
+                self.fig_kv.layout.xaxis.range = figures.kv_range(rounds, "target")
 
     def __repr__(self) -> str:
         return f"LiveDashboard(title={self.strip.title!r})"
@@ -220,6 +221,7 @@ class KVTimeline(W.VBox):
                     trace.y = [r for r, _ in rows[part]]
                     trace.x = [n for _, n in rows[part]]
                 fig.layout.height = max(260, min(700, 90 + 14 * len(self.rounds)))
+                fig.layout.xaxis.range = figures.kv_range(self.rounds, who)
 
     def __repr__(self) -> str:
         return f"KVTimeline(title={self.title!r})"
