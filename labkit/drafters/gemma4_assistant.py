@@ -122,18 +122,24 @@ def _not_available(name: str) -> AssistantNotAvailableError:
 
 
 def tiny_gemma4_pair(vocab_size: int = 32, seed: int = 0, dtype: torch.dtype = torch.float32,
-                     centroids: int | None = None) -> tuple[Any, Any]:
-    """A tiny random Gemma 4 target (4 layers, 2 of them reusing shared K/V, per-layer inputs, as in E2B) and a
-    tiny assistant for it (2 layers, sliding + full), built from configs. With ``centroids``, the assistant scores
-    only the tokens of its top clusters, as the E2B/E4B assistants do (token order: a seeded permutation)."""
+                     centroids: int | None = None, layers: int = 4) -> tuple[Any, Any]:
+    """A tiny random Gemma 4 target and an assistant for it (2 layers, sliding + full), built from configs.
+
+    ``layers=4``: as in E2B, the last 2 target layers reuse shared K/V and every layer gets per-layer inputs;
+    ``layers=2``: no sharing (cheaper, for long statistical tests). With ``centroids``, the assistant scores only
+    the tokens of its top clusters, as the E2B/E4B assistants do (token order: a seeded permutation).
+    """
     from transformers import Gemma4AssistantConfig, Gemma4AssistantForCausalLM, Gemma4ForCausalLM, Gemma4TextConfig
 
     common = dict(vocab_size=vocab_size, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
                   global_head_dim=16, sliding_window=8, max_position_embeddings=256, initializer_range=0.2,
                   pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    tc = Gemma4TextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_kv_shared_layers=2,
-                          layer_types=["sliding_attention", "full_attention"] * 2, hidden_size_per_layer_input=8,
-                          vocab_size_per_layer_input=vocab_size, **common)
+    if layers not in (2, 4):
+        raise ValueError(f"layers: must be 2 or 4, got {layers!r}")
+    tc = Gemma4TextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                          num_kv_shared_layers=layers - 2, layer_types=["sliding_attention", "full_attention"] * (
+                              layers // 2), hidden_size_per_layer_input=8 if layers == 4 else 0,
+                          vocab_size_per_layer_input=vocab_size if layers == 4 else 0, **common)
     ac = Gemma4AssistantConfig(
         text_config=Gemma4TextConfig(hidden_size=24, intermediate_size=48, num_hidden_layers=2,
                                      layer_types=["sliding_attention", "full_attention"],

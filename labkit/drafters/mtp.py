@@ -5,7 +5,7 @@ Per draft step (all steps of a round use the same position id, that of the last 
     x = pre_projection(concat(target_input_embedding(last token), last hidden state))
     x = 1-2 decoder layers whose queries attend to the TARGET's K/V cache (no K/V of their own)
     g = post_projection(norm(x))          # a prediction of the target's next last hidden state
-    logits = g @ E[vocab_ids]^T           # the target's own (tied) LM head, reduced to a frequent-token subset
+    logits = g @ E[candidates]^T          # the target's own (tied) LM head, on a reduced candidate set
 
 ``g`` is fed back as "the last hidden state" of the next step. The first step reads the real hidden state the
 target computed for the position that produced the pending token (``ctx.hidden``).
@@ -23,8 +23,10 @@ Gemma 4 exposes as ``shared_kv_states``.
 The LM head differs from Gemma 4's on purpose: Gemma 4's assistant has its own embedding table at its own width;
 here logits come from the target's LM head applied to ``g``, which makes ``g`` mean "the target's next hidden
 state" (trainable by regression, see ``labkit.train_mtp``) and costs no extra vocabulary matrix. Scoring the full
-262k vocabulary would cost about as much as the whole 270M target on a CPU, so only ``vocab_ids`` are scored
-(measured choice: see ``labkit/data/MODEL_CARD.md``); q is exactly zero outside them, and verification stays
+262k vocabulary would cost about as much as the whole 270M target on a CPU, so only candidates are scored: the
+``vocab_ids`` frequent in the target's own text, plus every token already in the context (greedy continuations
+copy names and rare words from their prompt; no frequency list holds them). Measured against Gemma 4's centroid
+clusters in ``labkit/data/MODEL_CARD.md``. q is exactly zero outside the candidates, and verification stays
 lossless because q is the distribution the draft was really drawn from.
 
 Weights are stored as safetensors only, with metadata naming the target they were trained for (name, hidden size,
@@ -138,6 +140,7 @@ class MTPConfig:
     query_scale: float  # the target's attention scale
     vocab_size: int  # the target's full vocabulary
     final_logit_softcapping: float | None = None
+    context_tokens: bool = True  # also score every token already in the context (copies), not only vocab_ids
 
     @classmethod
     def for_target(cls, model: Any, layers: int = 2, hidden: int | None = None,
@@ -228,6 +231,7 @@ class MTPHead(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=1.0 / math.sqrt(m.in_features))
+        nn.init.normal_(self.post_projection.weight, std=0.1 / math.sqrt(c.hidden))  # start near uniform logits
 
     def forward(self, token_embeds: torch.Tensor, hidden: torch.Tensor, kv: dict[str, tuple],
                 rope: dict[str, tuple], masks: dict[str, torch.Tensor | None] | None = None) -> torch.Tensor:
@@ -238,8 +242,8 @@ class MTPHead(nn.Module):
         return self.post_projection(self.norm(x))
 
     def logits(self, g: torch.Tensor, lm_head_rows: torch.Tensor) -> torch.Tensor:
-        """Scores over ``vocab_ids`` only: [..., len(vocab_ids)]."""
-        z = F.linear(g, lm_head_rows)
+        """Scores of the candidate tokens whose LM-head rows are given: [..., len(rows)]."""
+        z = F.linear(g, lm_head_rows) if lm_head_rows.dim() == 2 else g @ lm_head_rows.transpose(-1, -2)
         cap = self.config.final_logit_softcapping
         return torch.tanh(z / cap) * cap if cap else z
 
@@ -360,6 +364,7 @@ class MTPDrafter(Drafter):
     def begin(self, target: Target, prompt_ids: torch.Tensor) -> None:
         if self._bound is not target.model:
             self._bind(target)
+        self._reset_candidates()
 
     def _bind(self, target: Target) -> None:
         """Check compatibility once per target, then cache what every step needs in the target's dtype."""
@@ -368,12 +373,40 @@ class MTPDrafter(Drafter):
         self._run = MTPHead(self.head.config, self.head.vocab_ids)
         self._run.load_state_dict(self.head.state_dict())
         self._run = self._run.to(device=target.device, dtype=target.dtype).eval()
-        self._vocab_ids = self.head.vocab_ids.to(target.device)
-        self._lm_rows = model.get_output_embeddings().weight.detach()[self._vocab_ids].contiguous()
+        self._lm_head = model.get_output_embeddings().weight.detach()
+        self._static_ids = self.head.vocab_ids.to(target.device)
+        self._static_rows = self._lm_head[self._static_ids].contiguous()
+        self._static_set = set(self.head.vocab_ids.tolist())
         self._embed = model.get_input_embeddings()
         self._rotary = model.model.rotary_emb
         self._kv_layers = {k: v for k, v in kv_source_layers(model).items() if k in self.head.config.layer_types}
         self._bound = model
+        self._reset_candidates()
+
+    def _reset_candidates(self) -> None:
+        self._cand_ids, self._cand_rows = self._static_ids, self._static_rows
+        self._extra: set[int] = set()
+        self._seen = 0  # committed tokens already folded into the candidate set
+
+    def _candidates(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """vocab_ids plus every committed token outside them (first-seen order), and their LM-head rows.
+
+        A greedy continuation often repeats a word of its context that no frequency list holds (a name, a rare
+        noun); scoring the context's tokens too costs a few hundred rows and is how training scored them.
+        """
+        if not self.head.config.context_tokens:
+            return self._cand_ids, self._cand_rows
+        if ids.numel() < self._seen:  # a new generation without begin(): start over
+            self._reset_candidates()
+        known = self._static_set
+        new = [t for t in dict.fromkeys(ids[self._seen:].tolist()) if t not in known and t not in self._extra]
+        self._seen = ids.numel()
+        if new:
+            self._extra.update(new)
+            add = torch.tensor(new, device=ids.device)
+            self._cand_ids = torch.cat([self._cand_ids, add])
+            self._cand_rows = torch.cat([self._cand_rows, self._lm_head[add]])
+        return self._cand_ids, self._cand_rows
 
     @torch.inference_mode()
     def propose(self, ctx: DraftContext, k: int, sampler: Sampler) -> Proposal:
@@ -386,17 +419,18 @@ class MTPDrafter(Drafter):
         pos = torch.tensor([[ctx.ids.numel() - 1]], device=ctx.ids.device)  # fixed for every step of the round
         h = ctx.hidden.reshape(1, 1, -1)
         rope = {kind: self._rotary(h, pos, kind) for kind in head.config.layer_types}
+        cand_ids, cand_rows = self._candidates(ctx.ids)
         tok = ctx.ids[-1:]
         tokens, probs = [], []
         for _ in range(k):
             h = head(self._embed(tok[None]), h, kv, rope)
-            z = head.logits(h[0, 0], self._lm_rows)
-            j, q = sampler.pick(z)  # argmax (greedy) or a seeded draw from the warped reduced-vocabulary q
-            tok = self._vocab_ids[j]
+            z = head.logits(h[0, 0], cand_rows)
+            j, q = sampler.pick(z)  # argmax (greedy) or a seeded draw from the warped q over the candidates
+            tok = cand_ids[j]
             tokens.append(tok)
             probs.append(q)
         q_full = torch.zeros(k, self.vocab_size, device=ctx.ids.device)
-        q_full[:, self._vocab_ids] = torch.stack(probs).float()  # zero outside the subset: never drawn there
+        q_full[:, cand_ids] = torch.stack(probs).float()  # zero outside the candidates: never drawn there
         reused = max(key.shape[-2] for key, _ in kv.values())  # distinct positions: the sliding span is inside
         return Proposal(torch.cat(tokens), q_full, reused_target_state=reused)
 

@@ -1,0 +1,100 @@
+"""How the shipped MTP drafter does on the embedded default: ``python -m labkit.mtp_eval``.
+
+Greedy, 128 new tokens, every prompt of ``labkit.prompts.prompt_set()`` (none was trained on), plain decoding
+``SpeculativeDecoder(target, None)`` run right before the drafter on the same prompt so machine noise hits both
+alike. Reports per k: mean accepted length (tokens per verify), speedup in tokens/s over plain (mean over prompts
+and median per category), the measured cost ratio c, and how many outputs equal plain decoding (bf16 near-ties
+can differ; fp32 never does, see tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from . import SpeculativeDecoder, load_target
+from .drafters.mtp import MTPDrafter
+from .prompts import prompt_set
+
+
+def measure(target: Any, drafter: Any, ks: list[int], max_new_tokens: int = 128, per_category: int | None = None,
+            progress: bool = True) -> list[dict[str, Any]]:
+    """One row per (prompt, k); k = 0 is plain decoding."""
+    from tqdm.auto import tqdm
+
+    prompts = [(c, i, p) for c, ps in prompt_set().items() for i, p in enumerate(ps[:per_category])]
+    SpeculativeDecoder(target, drafter, k=2).generate(prompts[0][2], max_new_tokens=8)  # warm-up
+    rows = []
+    for cat, i, prompt in tqdm(prompts, desc="mtp-eval", disable=not progress):
+        plain = SpeculativeDecoder(target, None).generate(prompt, max_new_tokens=max_new_tokens)
+        base = plain.stats.tokens_per_second
+        rows.append({"category": cat, "prompt": i, "k": 0, "tok_s": base, "speedup": 1.0})
+        for k in ks:
+            out = SpeculativeDecoder(target, drafter, k=k).generate(prompt, max_new_tokens=max_new_tokens)
+            s = out.stats
+            rows.append({"category": cat, "prompt": i, "k": k, "tok_s": s.tokens_per_second,
+                         "speedup": s.tokens_per_second / base, "mean_accepted_length": s.mean_accepted_length,
+                         "cost_ratio": s.cost_ratio, "per_position": s.per_position_acceptance,
+                         "draft_ms_per_token": 1000 * s.draft_seconds / max(1, s.drafted),
+                         "verify_ms_per_round": 1000 * s.verify_seconds / max(1, s.rounds),
+                         "same_as_plain": out.token_ids == plain.token_ids})
+    return rows
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    by_k: dict[int, list[dict]] = {}
+    for r in rows:
+        if r["k"]:
+            by_k.setdefault(r["k"], []).append(r)
+    out = {}
+    for k, rs in sorted(by_k.items()):
+        cats = sorted({r["category"] for r in rs})
+        out[k] = {
+            "mean_accepted_length_median": statistics.median(r["mean_accepted_length"] for r in rs),
+            "mean_accepted_length_mean": statistics.fmean(r["mean_accepted_length"] for r in rs),
+            "speedup_mean": statistics.fmean(r["speedup"] for r in rs),
+            "speedup_median_by_category": {c: statistics.median(r["speedup"] for r in rs if r["category"] == c)
+                                           for c in cats},
+            "mal_median_by_category": {c: statistics.median(r["mean_accepted_length"] for r in rs
+                                                            if r["category"] == c) for c in cats},
+            "cost_ratio_median": statistics.median(r["cost_ratio"] for r in rs if r["cost_ratio"] is not None),
+            "draft_ms_per_token_median": statistics.median(r["draft_ms_per_token"] for r in rs),
+            "verify_ms_per_round_median": statistics.median(r["verify_ms_per_round"] for r in rs),
+            "same_as_plain": f"{sum(r['same_as_plain'] for r in rs)}/{len(rs)}",
+        }
+    plain = [r["tok_s"] for r in rows if r["k"] == 0]
+    return {"plain_tok_s_median": statistics.median(plain), "by_k": out}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m labkit.mtp_eval", description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", default=None, help="an mtp.safetensors (default: the shipped weights)")
+    ap.add_argument("--ks", default="2,3,4,6")
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--per-category", type=int, default=None)
+    ap.add_argument("--dtype", default="bf16")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", default=None, help="write rows and summary as JSON here")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    target = load_target("gemma3-270m", dtype=args.dtype, device="cpu")
+    drafter = MTPDrafter.load(args.weights) if args.weights else MTPDrafter.pretrained("gemma3-270m")
+    t0 = time.perf_counter()
+    rows = measure(target, drafter, [int(k) for k in args.ks.split(",")], args.max_new_tokens, args.per_category)
+    summary = {**summarize(rows), "seconds": round(time.perf_counter() - t0, 1), "threads": torch.get_num_threads(),
+               "dtype": args.dtype, "max_new_tokens": args.max_new_tokens}
+    print(json.dumps(summary, indent=1))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"summary": summary, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

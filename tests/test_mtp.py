@@ -1,0 +1,340 @@
+"""The MTP drafter (Gemma 4 assistant architecture) and its self-distillation: exactness, losslessness, errors."""
+
+import json
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+from lossless import ALPHA, DRAWS, chi2_pvalue, draw_two_tokens, exact_two_tokens
+
+from labkit import SpeculativeDecoder, tiny_model
+from labkit.drafters import make_drafter
+from labkit.drafters.mtp import MTPDrafter, MTPWeightsError
+from labkit.models import Target, as_target
+from labkit.prompts import prompt_set
+from labkit.sampling import SamplingConfig
+from labkit.train_mtp import TrainConfig, train
+
+PROMPTS = [[1, 5, 7, 9, 3, 4, 6, 8, 10, 11, 12], [1, 20, 21, 22, 20, 21], [1, 30, 2, 9, 9, 9, 14, 27, 3, 8, 17, 6, 5]]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models are pure Python overhead: one thread is fastest, and on a busy machine far faster."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_target():
+    return as_target(tiny_model(vocab_size=32, layers=2, hidden=32, seed=0), None)
+
+
+def tiny_cfg(out, **kw) -> TrainConfig:
+    base = dict(target="tiny", out=str(out), steps=150, data_batches=2, batch_size=16, new_tokens=48,
+                heldout_tokens=48, vocab=24, train_batch=8, eval_every=1000, checkpoint_every=1000, lr=3e-3,
+                warmup=10, eval_k=4)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A head self-distilled from the tiny target in a few seconds: it accepts often, so every path is exercised."""
+    out = tmp_path_factory.mktemp("mtp-tiny")
+    target = tiny_target()
+    summary = train(tiny_cfg(out), target=target, progress=False)
+    return target, MTPDrafter.load(out / "mtp.safetensors"), summary
+
+
+# ------------------------------------------------------------------------------------------- exactness (greedy)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 8])
+def test_greedy_equals_plain_trained(trained, k):
+    target, drafter, _ = trained
+    accepted = 0
+    for prompt in PROMPTS:
+        plain = SpeculativeDecoder(target, None).generate(prompt, max_new_tokens=40)
+        out = SpeculativeDecoder(target, drafter, k=k).generate(prompt, max_new_tokens=40)
+        assert out.token_ids == plain.token_ids
+        accepted += out.stats.accepted
+    assert accepted > 0  # otherwise only the rejection path was compared
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 8])
+def test_greedy_equals_plain_random_init(k):
+    """An untrained head with a reduced vocabulary on a 3-layer target (window 8 < prompt + output)."""
+    target = as_target(tiny_model(vocab_size=8, layers=3, hidden=48, seed=3), None)
+    drafter = MTPDrafter.random_init(target, layers=2, seed=k, vocab_ids=torch.tensor([0, 2, 3, 5, 6]))
+    prompt = [1, 3, 4, 5, 3, 4]
+    plain = SpeculativeDecoder(target, None).generate(prompt, max_new_tokens=30)
+    out = SpeculativeDecoder(target, drafter, k=k).generate(prompt, max_new_tokens=30)
+    assert out.token_ids == plain.token_ids
+    assert out.stats.drafted > 0
+
+
+def test_one_layer_head(trained):
+    target = trained[0]
+    drafter = MTPDrafter.random_init(target, layers=1)
+    assert drafter.head.config.layer_types == ["full_attention"]
+    plain = SpeculativeDecoder(target, None).generate(PROMPTS[0], max_new_tokens=20)
+    assert SpeculativeDecoder(target, drafter, k=3).generate(PROMPTS[0], max_new_tokens=20).token_ids == plain.token_ids
+
+
+def test_kv_invariant_and_reuse(trained):
+    target, drafter, _ = trained
+    out = SpeculativeDecoder(target, drafter, k=4).generate(PROMPTS[2], max_new_tokens=40)
+    for r in out.rounds:
+        assert r.target_kv.after_rollback == r.context_len + len(r.emitted) - 1
+        assert r.drafter_kv is None  # no cache of its own: nothing to prefill, nothing to roll back
+        if r.drafted:
+            assert r.reused_target_state == r.context_len - 1  # the full layer reads every cached position
+
+
+def test_one_token_prompt_drafts_from_the_second_round(trained):
+    target, drafter, _ = trained
+    out = SpeculativeDecoder(target, drafter, k=3).generate([1], max_new_tokens=10)
+    assert out.rounds[0].drafted == []  # no hidden state yet
+    assert out.rounds[1].drafted
+    assert out.token_ids == SpeculativeDecoder(target, None).generate([1], max_new_tokens=10).token_ids
+
+
+def test_q_is_a_full_vocabulary_distribution_zero_outside_the_subset():
+    target = as_target(tiny_model(vocab_size=8, layers=2, hidden=32, seed=0), None)
+    subset = torch.tensor([0, 2, 3, 5, 6])
+    drafter = MTPDrafter.random_init(target, vocab_ids=subset)
+    out = SpeculativeDecoder(target, drafter, k=3).generate([1, 3, 4], max_new_tokens=12, temperature=0.8, seed=1)
+    for r in out.rounds:
+        assert set(r.drafted) <= set(subset.tolist())
+        assert all(q > 0 for q in r.q)
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+def test_training_learns(trained):
+    """Held-out greedy acceptance after 150 steps is far above an untrained head's."""
+    _, _, summary = trained
+    ev = summary["heldout"]
+    assert ev["per_position_acceptance"][0] > 0.4  # untrained: ~0.05
+    assert ev["mean_accepted_length"]["4"] > 1.8
+
+
+def test_resume_continues_exactly(tmp_path):
+    """10 steps + resume to 20 steps gives the weights of 20 uninterrupted steps."""
+    target = tiny_target()
+    kw = dict(steps=20, data_batches=1, batch_size=8, new_tokens=24, heldout_tokens=16, checkpoint_every=10)
+    train(tiny_cfg(tmp_path / "a", **kw), target=target, progress=False)
+    train(tiny_cfg(tmp_path / "b", **{**kw, "steps": 10}), target=target, progress=False)
+    train(tiny_cfg(tmp_path / "b", **kw), target=target, progress=False, resume=True)
+    a = MTPDrafter.load(tmp_path / "a" / "mtp.safetensors").head.state_dict()
+    b = MTPDrafter.load(tmp_path / "b" / "mtp.safetensors").head.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    state = json.loads((tmp_path / "b" / "state.json").read_text())
+    assert state["step"] == 20 and len(state["history"]) == 20
+
+
+def test_out_folder_guards(tmp_path):
+    target = tiny_target()
+    kw = dict(steps=2, data_batches=1, batch_size=4, new_tokens=8, heldout_tokens=8)
+    with pytest.raises(ValueError, match="holds no training run"):
+        train(tiny_cfg(tmp_path / "none", **kw), target=target, progress=False, resume=True)
+    train(tiny_cfg(tmp_path / "run", **kw), target=target, progress=False)
+    with pytest.raises(ValueError, match="pass --resume"):
+        train(tiny_cfg(tmp_path / "run", **kw), target=target, progress=False)
+
+
+def test_cli_registers_and_reports_errors_in_one_line(tmp_path):
+    (tmp_path / "run" / "data").mkdir(parents=True)
+    r = subprocess.run([sys.executable, "-m", "labkit", "train-mtp", "--out", str(tmp_path / "run"), "--steps", "5"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "pass --resume" in r.stderr
+
+
+def test_seed_prompts_are_not_evaluation_prompts():
+    from labkit.mtp_seeds import HELDOUT, TRAIN
+
+    evaluation = [p for ps in prompt_set().values() for p in ps]
+    for seed in TRAIN + HELDOUT:
+        for e in evaluation:
+            assert seed not in e and e not in seed
+    assert not set(TRAIN) & set(HELDOUT)
+
+
+# ------------------------------------------------------------------------------------------- lossless sampling
+
+V = 8
+CHI_PROMPT = [1, 3, 4, 5, 3, 4]
+SETTINGS = {"T=1.0": SamplingConfig(1.0), "T=0.7,top_k=5,top_p=0.9": SamplingConfig(0.7, 5, 0.9)}
+
+
+def chi_target():
+    return tiny_model(V, layers=3, hidden=48, seed=0)
+
+
+def build_mtp(subset: bool) -> SpeculativeDecoder:
+    """Random-init head; with ``subset`` it scores 5 of the 8 tokens, so q is zero on the others."""
+    target = chi_target()
+    ids = torch.tensor([0, 2, 3, 5, 6]) if subset else None
+    return SpeculativeDecoder(target, MTPDrafter.random_init(target, seed=1, vocab_ids=ids), k=2)
+
+
+@pytest.fixture(scope="module")
+def exact():
+    return {name: exact_two_tokens(chi_target(), CHI_PROMPT, cfg) for name, cfg in SETTINGS.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_sampling_is_lossless(setting, exact):
+    counts = draw_two_tokens(partial(build_mtp, True), CHI_PROMPT, SETTINGS[setting])
+    assert counts.sum() == DRAWS
+    assert chi2_pvalue(counts, exact[setting]) > ALPHA
+
+
+def test_drafts_are_sampled_not_argmax():
+    """Across seeds the drafted token varies at a fixed state: drafts are draws from q, not its argmax."""
+    dec = build_mtp(False)
+    first = {dec.generate(CHI_PROMPT, max_new_tokens=3, temperature=1.0, seed=s).rounds[0].drafted[0]
+             for s in range(40)}
+    assert len(first) > 2
+
+
+# ------------------------------------------------------------------------------------------- errors (one line each)
+
+
+def one_line(exc_info) -> str:
+    msg = str(exc_info.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_missing_weight_file(tmp_path):
+    with pytest.raises(MTPWeightsError) as e:
+        MTPDrafter.load(tmp_path / "nope.safetensors")
+    assert "not found" in one_line(e) and "train-mtp" in one_line(e)
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10, b"\x80\x04\x95pickle"])
+def test_corrupt_weight_file(tmp_path, content):
+    path = tmp_path / "mtp.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(MTPWeightsError) as e:
+        MTPDrafter.load(path)
+    assert "corrupt" in one_line(e)
+
+
+def test_not_a_labkit_file(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "x.safetensors"))
+    with pytest.raises(MTPWeightsError) as e:
+        MTPDrafter.load(tmp_path / "x.safetensors")
+    assert "not a labkit MTP weight file" in one_line(e)
+
+
+def test_missing_tensors(tmp_path, trained):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    _, drafter, _ = trained
+    drafter.save(tmp_path / "ok.safetensors")
+    with safe_open(str(tmp_path / "ok.safetensors"), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys() if "q_proj" not in k}
+    save_file(tensors, str(tmp_path / "cut.safetensors"), metadata=meta)
+    with pytest.raises(MTPWeightsError) as e:
+        MTPDrafter.load(tmp_path / "cut.safetensors")
+    assert "missing or mismatched" in one_line(e)
+
+
+def test_weights_for_another_hidden_size(trained):
+    _, drafter, _ = trained
+    other = as_target(tiny_model(vocab_size=32, layers=2, hidden=48, seed=0), None)
+    with pytest.raises(MTPWeightsError) as e:
+        SpeculativeDecoder(other, drafter, k=2).generate([1, 2, 3], max_new_tokens=3)
+    assert "hidden size 32" in one_line(e) and "train-mtp" in one_line(e)
+
+
+def test_vocabulary_mismatch(trained):
+    _, drafter, _ = trained
+    other = as_target(tiny_model(vocab_size=64, layers=2, hidden=32, seed=0), None)
+    with pytest.raises(ValueError, match="vocabulary size 32 differs"):
+        SpeculativeDecoder(other, drafter, k=2)
+    with pytest.raises(MTPWeightsError) as e:
+        drafter.check(other)
+    assert "vocabulary 32" in one_line(e)
+
+
+def test_weights_for_another_model_of_the_same_shape(trained):
+    _, drafter, _ = trained
+    other = as_target(tiny_model(vocab_size=32, layers=2, hidden=32, seed=5), None)
+    with pytest.raises(MTPWeightsError) as e:
+        SpeculativeDecoder(other, drafter, k=2).generate([1, 2, 3], max_new_tokens=3)
+    assert "other embedding weights" in one_line(e)
+
+
+class FakeTokenizer:
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def __len__(self):
+        return 32
+
+    def convert_ids_to_tokens(self, ids):
+        return [f"{self.prefix}{i}" for i in ids]
+
+
+def test_weights_for_another_tokenizer(trained, tmp_path):
+    target = trained[0]
+    with_tok = Target(target.model, FakeTokenizer("a"), "tok-a")
+    drafter = MTPDrafter.random_init(with_tok)
+    drafter.check(with_tok)
+    with pytest.raises(MTPWeightsError) as e:
+        drafter.check(Target(target.model, FakeTokenizer("b"), "tok-b"))
+    assert "tokenizer differs" in one_line(e)
+
+
+def test_unknown_pretrained_name():
+    with pytest.raises(MTPWeightsError) as e:
+        MTPDrafter.pretrained("llama-7b")
+    assert "gemma3-270m" in one_line(e)
+
+
+# ------------------------------------------------------------------------------------------- the shipped weights
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "labkit" / "data" / "mtp-gemma3-270m.safetensors"
+
+
+def test_shipped_weights_are_safetensors_with_target_metadata():
+    from safetensors import safe_open
+
+    assert SHIPPED.stat().st_size < 25e6
+    with safe_open(str(SHIPPED), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["format"] == "labkit-mtp" and meta["target"] == "gemma3-270m"
+    assert meta["target_hidden_size"] == "640" and meta["target_vocab_size"] == "262144"
+    assert meta["vocab_fingerprint"] != "none"
+
+
+@pytest.mark.slow
+def test_shipped_weights_on_the_embedded_model(embedded_fp32):
+    """fp32: identical to plain greedy; and the drafts are accepted well above a measured floor."""
+    drafter = make_drafter("mtp", embedded_fp32)
+    prompt = prompt_set()["qa"][0]
+    plain = SpeculativeDecoder(embedded_fp32, None).generate(prompt, max_new_tokens=32)
+    out = SpeculativeDecoder(embedded_fp32, drafter, k=3).generate(prompt, max_new_tokens=32)
+    assert out.token_ids == plain.token_ids
+    # MODEL_CARD.md: ~2.2 tokens/verify at k=3 on this set; 1.5 leaves room for prompt-to-prompt spread
+    assert out.stats.mean_accepted_length > 1.5
+    assert out.rounds[-1].reused_target_state == out.rounds[-1].context_len - 1
+
+
+def test_make_drafter_mtp_spec_names_the_weights():
+    d = make_drafter("mtp")
+    assert isinstance(d, MTPDrafter) and d.name == "mtp(gemma3-270m)" and d.needs_hidden
