@@ -35,7 +35,7 @@ def notebook_setup(threads: int | None = None, quiet: bool = True) -> str:
     """
     import torch
 
-    torch.set_num_threads(threads or max(1, min(os.cpu_count() or 1, 8)))
+    torch.set_num_threads(threads or default_threads())
     if quiet:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -51,6 +51,20 @@ def notebook_setup(threads: int | None = None, quiet: bool = True) -> str:
     # embed ~4 MB of plotly.js into every saved notebook. Colab has its own renderer.
     pio.renderers.default = "colab" if in_colab() else "plotly_mimetype"
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_threads() -> int:
+    """Torch threads for the notebooks: $LABKIT_THREADS, else every core (up to 8) -- but 1 on a machine already
+    busier than its core count, where threads of one matrix multiply wait for each other (measured on a shared
+    2-core box: one target forward took 4-9x longer with 2 threads than with 1)."""
+    env = os.environ.get("LABKIT_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    cores = os.cpu_count() or 1
+    with contextlib.suppress(OSError, AttributeError):
+        if os.getloadavg()[0] > cores:
+            return 1
+    return max(1, min(cores, 8))
 
 
 def ci_scale(full: Any, ci: Any) -> Any:

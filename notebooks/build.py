@@ -1,0 +1,99 @@
+"""Build the notebooks from their sources in ``notebooks/src/*.py`` (percent format), execute, strip widget state.
+
+    .venv/bin/python notebooks/build.py            # every notebook
+    .venv/bin/python notebooks/build.py 03 05      # the ones whose name starts with 03 or 05
+    .venv/bin/python notebooks/build.py --no-run   # convert only
+
+Sources are the place to edit: plain Python files diff and review well; the committed .ipynb carry executed
+outputs (nbval compares against them) without widget state (it is megabytes of JavaScript per FigureWidget).
+Cell markers: ``# %%`` (code), ``# %% [markdown]`` (markdown, every line starts with "# "), optional
+``tags=["raises-exception"]`` after the marker.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE / "src"
+MARK = re.compile(r"^# %%(?P<md> \[markdown\])?(?:\s+tags=(?P<tags>\[.*\]))?\s*$")
+
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+
+def parse(path: Path) -> nbformat.NotebookNode:
+    cells, kind, tags, buf = [], None, [], []
+
+    def flush() -> None:
+        if kind is None:
+            return
+        text = "\n".join(buf).strip("\n")
+        if kind == "markdown":
+            text = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in text.splitlines())
+            cell = nbformat.v4.new_markdown_cell(text)
+        else:
+            cell = nbformat.v4.new_code_cell(text)
+        if tags:
+            cell.metadata["tags"] = tags
+        cells.append(cell)
+
+    for line in path.read_text(encoding="utf-8").splitlines():
+        m = MARK.match(line)
+        if m:
+            flush()
+            kind = "markdown" if m.group("md") else "code"
+            tags = json.loads(m.group("tags")) if m.group("tags") else []
+            buf = []
+        elif kind is not None:
+            buf.append(line)
+    flush()
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = KERNELSPEC  # without it JupyterLab opens a "Select Kernel" dialog
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+def strip(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Drop widget state and per-run metadata (what nbstripout --keep-output --extra-keys metadata.widgets does)."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        for out in cell.get("outputs", []):
+            out.get("metadata", {}).pop("execution", None)
+    return nb
+
+
+def build(src: Path, run: bool = True, timeout: int = 900) -> float:
+    nb = parse(src)
+    out = HERE / (src.stem + ".ipynb")
+    seconds = 0.0
+    if run:
+        from nbclient import NotebookClient
+
+        t0 = time.perf_counter()
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(HERE)}}).execute()
+        seconds = time.perf_counter() - t0
+    nbformat.write(strip(nb), out)
+    return seconds
+
+
+def main(argv: list[str]) -> int:
+    run = "--no-run" not in argv
+    picks = [a for a in argv if not a.startswith("--")]
+    for src in sorted(SRC.glob("*.py")):
+        if picks and not any(src.stem.startswith(p) for p in picks):
+            continue
+        secs = build(src, run)
+        print(f"{src.stem}.ipynb" + (f"  executed in {secs:.0f}s" if run else ""), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

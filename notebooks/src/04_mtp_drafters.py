@@ -1,0 +1,177 @@
+# %% [markdown]
+# # 04 · MTP drafters: drafting from the target's own state
+#
+# **Question.** Gemma 4 ships each model with a small "assistant" that drafts tokens for it — a multi-token
+# prediction (MTP) drafter. What does it reuse from the target (hidden state, KV cache, embedding, LM head), what
+# does it add, and how does it compare with other drafters on the same prompts?
+#
+# A separate draft model re-reads the whole context with its own weights and keeps its own KV cache. An MTP drafter
+# starts from what the target has **already computed**:
+#
+# | reused from the target | how |
+# |---|---|
+# | last **hidden state** | the target's final-layer state at the last position is the drafter's input |
+# | **KV cache** | the drafter's attention layers read the target's cached K/V (its last sliding and last global layer); it computes no K/V of its own and needs no prefill |
+# | input **embedding** | the embedding of the last token is concatenated with the hidden state |
+# | **LM head** | logits come from the target's (tied) output embedding — here restricted to a frequent-token subset, the way E2B/E4B's assistants score only ~4k of 262k tokens |
+#
+# Per draft step: `x = pre_projection(concat(embed(last token), hidden))` → 1–2 decoder layers attending to the
+# target's K/V → `post_projection` → a predicted *next* hidden state, scored by the LM head and fed to the next
+# step. The position id stays at the last committed token for every step of a round.
+#
+# labkit's `MTPDrafter` has this architecture, trained (by self-distillation, notebook 07) for the embedded
+# Gemma 3 270M; the real Gemma 4 assistants run through the same loop (last section, GPU only).
+
+# %%
+# Same first cell in every labkit notebook: on Colab install labkit and turn on widgets; pick cuda when present.
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    LABKIT = "git+https://github.com/YOUR-ORG/labkit"  # placeholder: this repository's URL, or "labkit" from PyPI
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", LABKIT], check=True)
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+
+from labkit.widgets import ci_scale, notebook_setup
+
+DEVICE = notebook_setup()  # "cuda" when a GPU is present, else "cpu"
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from labkit import load_target
+from labkit.drafters.mtp import MTPDrafter, kv_source_layers
+
+target = load_target("gemma3-270m", device=DEVICE)
+mtp = MTPDrafter.pretrained("gemma3-270m")
+head = mtp.head
+n_target = sum(p.numel() for p in target.model.parameters())
+n_head = sum(p.numel() for p in head.parameters())
+print(f"target: {n_target / 1e6:.0f}M parameters; MTP head: {n_head / 1e6:.1f}M of its own "
+      f"({100 * n_head / n_target:.1f}%)")
+print(f"head layers read the target's K/V from: {kv_source_layers(target.model)}")
+print(f"scores {head.vocab_ids.numel():,} of {target.vocab_size:,} tokens "
+      f"(LM head {target.vocab_size // head.vocab_ids.numel()}× cheaper than the full vocabulary)")
+head
+
+# %% [markdown]
+# ## Inside one round
+#
+# Hooks on the head's modules record what flows through them during one real round with *k* = 3: every step
+# starts from a 2 × 640 concatenation, attends to the target's cached K/V (the sequence axis is the context, and
+# it is the *target's*), and produces a 640-wide predicted hidden state.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+import pandas as pd
+
+from labkit.experiments import mtp_walkthrough
+
+prompt = "The three primary colours are red, yellow and"
+pd.DataFrame(mtp_walkthrough(target, mtp, prompt, k=3))
+
+# %% [markdown]
+# What is shared is shared *by reference*, not copied — the drafter's embedding is the target's module:
+
+# %%
+shares_embedding = mtp._embed is target.model.get_input_embeddings()
+lm_rows_from_target = bool((mtp._lm_rows == target.model.get_output_embeddings().weight[mtp._vocab_ids]).all())
+print("embedding shared:", shares_embedding, "· LM head rows taken from the target:", lm_rows_from_target)
+
+# %% [markdown]
+# ## Drafters compared on the same prompts
+#
+# Plain decoding, prompt lookup (free, works on repetitive text), early exit (the target's first 6 layers,
+# untrained for drafting) and the MTP head — greedy, *k* = 4, the same prompts for each. The two numbers from
+# notebook 00 plus α (acceptance per drafted token) and *c* (cost of a draft step relative to a target forward).
+
+# %%
+from labkit.drafters import EarlyExitDrafter, NGramDrafter
+from labkit.experiments import compare
+from labkit.prompts import prompt_set
+
+ps = prompt_set()
+prompts = ci_scale([ps["conversation"][3], ps["qa"][3], ps["summarization"][3], ps["code"][2]],
+                   [ps["conversation"][3], ps["code"][2]])
+drafters = {"plain": None, "prompt lookup": NGramDrafter(3), "early exit (6 layers)": EarlyExitDrafter(6), "MTP": mtp}
+rows = compare(target, drafters, prompts, k=4, max_new_tokens=ci_scale(48, 32))
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+table = pd.DataFrame([{k: v for k, v in r.items() if k != "results"} for r in rows]).set_index("drafter")
+table.round(3)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from labkit import figures
+
+results = {r["drafter"]: r["results"] for r in rows if r["drafter"] != "plain"}
+merged = {name: rs[0] for name, rs in results.items()}  # first prompt: one bar group per drafter
+figures.acceptance_by_position({n: r for n, r in merged.items()}, title="Acceptance by draft position (first prompt)")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+figures.draft_vs_verify_time(merged, title="Mean time per round: drafting vs verifying (first prompt)")
+
+# %% [markdown]
+# **Reading it.** Prompt lookup is free (*c* ≈ 0) but only fires on repetition. Early exit drafts with a third of
+# the target, so *c* ≈ 0.3–0.4, and untrained its guesses are rarely accepted: it is slower than plain decoding.
+# The MTP head is cheap (*c* is small: two layers and a reduced LM head) and informed (it starts from the target's
+# own final hidden state), so it is accepted far more often than early exit.
+#
+# ## The real Gemma 4 assistant (tiny, on CPU)
+#
+# `MTPDrafter.from_assistant` wraps transformers' `Gemma4AssistantForCausalLM` and feeds it the way transformers'
+# candidate generator does (shared K/V, fixed position id) — but inside labkit's loop, with sampled drafts and the
+# exact target cache. A tiny random Gemma 4 pair shows the code path runs here; its acceptance means nothing.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from labkit import SpeculativeDecoder
+from labkit.drafters.gemma4_assistant import tiny_gemma4_pair
+
+g4_target, g4_assistant = tiny_gemma4_pair(vocab_size=64, seed=0)
+g4 = SpeculativeDecoder(g4_target, MTPDrafter.from_assistant(g4_assistant), k=3)
+tiny = g4.generate([1, 5, 9, 12], max_new_tokens=16, temperature=1.0, seed=0)
+print(tiny.stats.summary())
+
+# %% [markdown]
+# ## The real pair on a GPU
+#
+# With a GPU and network access to the Hugging Face hub (and the Gemma licence accepted there), the next cell loads
+# `google/gemma-4-E2B-it` and its assistant `google/gemma-4-E2B-it-assistant` and compares plain decoding with the
+# assistant on the same prompts. Without a GPU — or when the weights cannot be downloaded — it explains why it did
+# nothing and moves on.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+if DEVICE != "cuda":
+    print("No GPU here: skipping the Gemma 4 E2B + assistant comparison (it needs ~10 GB of GPU memory). "
+          "On Colab: Runtime → Change runtime type → GPU, then rerun this notebook.")
+else:
+    import torch
+
+    from labkit.models import ModelNotAvailableError
+
+    try:
+        g4_real = load_target("google/gemma-4-E2B-it", device="cuda")
+        assistant = MTPDrafter.from_assistant("google/gemma-4-E2B-it-assistant", dtype=g4_real.dtype, device="cuda")
+        g4_rows = compare(g4_real, {"plain": None, "Gemma 4 assistant": assistant}, prompts, k=4, max_new_tokens=64)
+        display(pd.DataFrame([{k: v for k, v in r.items() if k != "results"} for r in g4_rows]).round(3))
+    except (ModelNotAvailableError, OSError, ValueError) as e:
+        print(f"Gemma 4 weights not available here ({type(e).__name__}): {str(e)[:300]}")
+        print("Skipped: the comparison needs the hub (huggingface-cli login; accept the Gemma licence).")
+
+# %% [markdown]
+# ## Check
+
+# %%
+by = {r["drafter"]: r for r in rows}
+assert shares_embedding and lm_rows_from_target, "the MTP drafter reuses the target's embedding and LM head"
+assert n_head < 0.2 * n_target, "the head is small next to the target"
+assert all(r.drafter_kv is None for res in by["MTP"]["results"] for r in res.rounds), "no KV cache of its own"
+assert by["MTP"]["acceptance"] > by["early exit (6 layers)"]["acceptance"], "a trained MTP head beats early exit"
+assert by["MTP"]["tokens_per_verify"] > 1.2, by["MTP"]["tokens_per_verify"]
+assert len(tiny.token_ids) == 16
+print("✓ MTP reuses the target's state, keeps no cache, and out-drafts early exit")
