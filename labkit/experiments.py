@@ -369,7 +369,9 @@ def train_mtp_live(target: Target, out: str, steps: int, on_step: Any = None, ch
         rows = torch.randperm(d["ids"].shape[0], generator=gen)[: cfg.train_batch]
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, step)
-        loss, _ = unroll(head, batch_views(d, rows, parts, c, cfg.unroll), parts, cfg.unroll, cfg.reg_weight, h_scale)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=getattr(cfg, "autocast", False)):
+            loss, _ = unroll(head, batch_views(d, rows, parts, c, cfg.unroll), parts, cfg.unroll, cfg.reg_weight,
+                             h_scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
@@ -430,3 +432,15 @@ def mtp_walkthrough(target: Target, drafter: Any, prompt: str, k: int = 3) -> li
         for h in handles:
             h.remove()
     return [r for r in rows if r["draft step"] <= k][: k * (len(head.layers) + 2)]
+
+
+def mtp_shared_parts(target: Target, drafter: Any) -> dict[str, bool]:
+    """What an MTPDrafter bound to ``target`` shares with it, by reference: the embedding module, the LM-head
+    matrix (the same storage, not a copy), and the K/V cache (it keeps none of its own)."""
+    drafter.begin(target, torch.tensor([0]))
+    lm = target.model.get_output_embeddings().weight
+    return {
+        "embedding (same module)": drafter._embed is target.model.get_input_embeddings(),
+        "LM head (same storage)": drafter._lm_head.data_ptr() == lm.data_ptr(),
+        "KV cache (keeps none)": drafter.kv_length() is None,
+    }

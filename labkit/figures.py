@@ -199,12 +199,16 @@ def verify_cost(rows: Sequence[Mapping[str, Any]], weight_bytes: float | None = 
                 bandwidth: float | None = None, flops_per_token: float | None = None, flops: float | None = None,
                 title: str = "One target forward over k new tokens") -> go.Figure:
     """Measured ms per forward against k, with the memory floor (weights / bandwidth) and the compute line."""
-    fig = _fig(title, "tokens in the forward (k)", "ms per forward", yaxis_rangemode="tozero")
+    fig = _fig(title, "tokens in the forward (k)", "ms per forward (log scale)", yaxis_type="log")
     for dev in sorted({r.get("device", "cpu") for r in rows}):
         pts = [r for r in rows if r.get("device", "cpu") == dev]
         fig.add_scatter(x=[r["k"] for r in pts], y=[r["ms"] for r in pts], mode="lines+markers",
                         name=f"measured ({dev})", marker=dict(size=8))
     ks = sorted({r["k"] for r in rows}) or [1]
+    one = [r["ms"] for r in rows if r["k"] == 1]
+    if one:  # what plain decoding pays for the same k tokens: k one-token forwards
+        fig.add_scatter(x=ks, y=[k * one[0] for k in ks], mode="lines", name="k one-token forwards (plain decoding)",
+                        line=dict(color="#aaaaaa", dash="dot"))
     if weight_bytes and bandwidth:
         floor = 1e3 * weight_bytes / bandwidth
         fig.add_scatter(x=[min(ks), max(ks)], y=[floor, floor], mode="lines", name="memory floor: weights ÷ bandwidth",

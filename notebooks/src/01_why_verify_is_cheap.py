@@ -89,7 +89,9 @@ figures.verify_cost(rows, weight_bytes=W, bandwidth=bandwidth, flops_per_token=2
 #
 # * The **dashed red line** is the memory floor: the time to stream every weight once at the measured copy rate.
 #   No forward can be faster than that, whatever *k* is.
-# * The **dotted line** is pure arithmetic: *k* tokens × 2 operations per weight at the measured matmul rate.
+# * The **dotted black line** is pure arithmetic: *k* tokens × 2 operations per weight at the measured matmul rate.
+# * The **dotted grey line** is what plain decoding pays for the same *k* tokens: *k* one-token forwards.
+#   (The axis is logarithmic: each gridline is a factor.)
 # * The measured curve sits above both and grows **slowly**: checking 8 drafted tokens costs a small multiple of
 #   generating one, while producing up to 9 tokens. On a CPU the gap above the memory floor at small *k* is
 #   fixed overhead (Python, kernel launches, attention, the 262k-wide LM head's softmax-free matmul); it is paid

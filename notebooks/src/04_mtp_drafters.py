@@ -75,9 +75,10 @@ pd.DataFrame(mtp_walkthrough(target, mtp, prompt, k=3))
 # What is shared is shared *by reference*, not copied — the drafter's embedding is the target's module:
 
 # %%
-shares_embedding = mtp._embed is target.model.get_input_embeddings()
-lm_rows_from_target = bool((mtp._lm_rows == target.model.get_output_embeddings().weight[mtp._vocab_ids]).all())
-print("embedding shared:", shares_embedding, "· LM head rows taken from the target:", lm_rows_from_target)
+from labkit.experiments import mtp_shared_parts
+
+shared = mtp_shared_parts(target, mtp)
+shared
 
 # %% [markdown]
 # ## Drafters compared on the same prompts
@@ -168,7 +169,7 @@ else:
 
 # %%
 by = {r["drafter"]: r for r in rows}
-assert shares_embedding and lm_rows_from_target, "the MTP drafter reuses the target's embedding and LM head"
+assert all(shared.values()), f"the MTP drafter reuses the target's embedding, LM head and cache: {shared}"
 assert n_head < 0.2 * n_target, "the head is small next to the target"
 assert all(r.drafter_kv is None for res in by["MTP"]["results"] for r in res.rounds), "no KV cache of its own"
 assert by["MTP"]["acceptance"] > by["early exit (6 layers)"]["acceptance"], "a trained MTP head beats early exit"
