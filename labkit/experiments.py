@@ -253,28 +253,36 @@ def first_divergence(a: Sequence[int], b: Sequence[int]) -> int | None:
 
 
 @torch.inference_mode()
-def near_tie(target: Target, prefix: Sequence[int], tokens: Sequence[int], batch_with: int = 4) -> dict[str, Any]:
-    """The logits of ``tokens`` after ``prefix``, computed two ways the engine computes them.
-
-    "one token": decode the last prefix token alone on a cache (what plain decoding does);
-    "in a batch": the same position scored inside a forward over several tokens (what a verify step does).
-    In bf16 the two differ in the last bits, which flips the argmax when the top two logits nearly tie.
-    """
+def replay_logits(target: Target, result: GenerationResult, position: int) -> torch.Tensor:
+    """The target's logits that decided new token ``position`` of ``result``, recomputed exactly as that run did:
+    the same prefill, then the same forwards (one token each for plain decoding; pending + drafts for a verify),
+    with the same rollbacks. In bf16 the chunking changes the arithmetic, so this is what each run really saw."""
     m = target.model
-    ids = torch.tensor(list(prefix), device=target.device)
+    ids = torch.tensor(result.prompt_ids + result.token_ids, device=target.device)
+    P = len(result.prompt_ids)
     cache = new_cache(m)
-    m(input_ids=ids[None, :-1], cache=cache, use_cache=True, logits_to_keep=1)
-    single = m(input_ids=ids[None, -1:], cache=cache, use_cache=True).logits[0, -1].float()
-    cache = new_cache(m)
-    cut = max(1, ids.numel() - batch_with)
-    m(input_ids=ids[None, :cut], cache=cache, use_cache=True, logits_to_keep=1)
-    batched = m(input_ids=ids[None, cut:], cache=cache, use_cache=True).logits[0, -1].float()
-    top2 = torch.topk(single, 2)
+    if P > 1:
+        m(input_ids=ids[None, : P - 1], cache=cache, use_cache=True, logits_to_keep=1)
+    for r in result.rounds:
+        L = r.context_len
+        inp = torch.cat([ids[L - 1: L], torch.tensor(r.drafted, dtype=torch.long, device=target.device)])
+        logits = m(input_ids=inp[None], cache=cache, use_cache=True).logits[0]
+        j = P + position - L  # row j of this forward predicts the token at absolute index L + j
+        if 0 <= j < len(r.emitted):
+            return logits[j].float()
+        crop(cache, L + len(r.emitted) - 1)
+    raise ValueError(f"position: {position} is not a new token of this result")
+
+
+def tie_report(target: Target, plain: GenerationResult, spec: GenerationResult, position: int) -> dict[str, Any]:
+    """At a position where two greedy runs chose different tokens: both tokens' logits as each run computed them."""
+    a, b = plain.token_ids[position], spec.token_ids[position]
+    lp, ls = replay_logits(target, plain, position), replay_logits(target, spec, position)
     return {
-        "one token": {t: float(single[t]) for t in tokens},
-        "in a batch": {t: float(batched[t]) for t in tokens},
-        "top-2 gap (one token)": float(top2.values[0] - top2.values[1]),
-        "max |difference| over the vocabulary": float((single - batched).abs().max()),
+        "tokens": (a, b),
+        "plain run": {a: float(lp[a]), b: float(lp[b])},
+        "speculative run": {a: float(ls[a]), b: float(ls[b])},
+        "max |difference| over the vocabulary": float((lp - ls).abs().max()),
     }
 
 
@@ -306,7 +314,7 @@ def divergence_survey(target: Target, drafter: Any, prompts: Sequence[str], k: i
                       max_new_tokens: int = 48) -> list[dict[str, Any]]:
     """Greedy plain vs greedy speculative on each prompt: identical or not, and where and why they part.
 
-    For a divergence, ``tie`` holds ``near_tie`` for the two competing tokens at the first differing position.
+    For a divergence, ``tie`` holds ``tie_report`` for the two competing tokens at the first differing position.
     """
     from .engine import SpeculativeDecoder, plain_decoder
 
@@ -319,9 +327,8 @@ def divergence_survey(target: Target, drafter: Any, prompts: Sequence[str], k: i
         row: dict[str, Any] = {"prompt": p, "identical": a.token_ids == b.token_ids, "first_difference": i,
                                "plain": a, "spec": b, "tie": None}
         if i is not None:
-            prefix = a.prompt_ids + a.token_ids[:i]
             row["tokens"] = (a.token_ids[i], b.token_ids[i])
-            row["tie"] = near_tie(target, prefix, row["tokens"])
+            row["tie"] = tie_report(target, a, b, i)
         rows.append(row)
     return rows
 

@@ -232,13 +232,14 @@ def round_html(result: GenerationResult, index: int, tokenizer: Any = None, prom
     labels = [""] * lo + [_piece(tokenizer, t) for t in seq[lo:]]
     head = "<th>#</th><th>drafted x</th><th>q(x)</th><th>p(x)</th><th>test</th><th>verdict</th>"
     return (
-        f'<style>{web_asset("token_strip.css")}</style><div style="font:13px system-ui,sans-serif;line-height:1.5">'
+        f'<style>{web_asset("token_strip.css")}</style><div class="lk-round" style="font:13px system-ui,sans-serif;'
+        'line-height:1.5">'
         f"<div><b>Round {r.index}</b> · {r.context_len} committed tokens · drafted {len(r.drafted)} · "
         f"accepted {r.accepted} · emitted {len(r.emitted)} ({'sampling' if sampling else 'greedy'})</div>"
         f"<div style='color:#666;white-space:pre-wrap;font:12px ui-monospace,monospace;margin:4px 0'>…"
         f"{html.escape(context)}</div>"
         f'<div class="lk-strip"><div class="lk-text">{strip}</div></div>'
-        f"<table style='border-collapse:collapse;margin:6px 0'><tr>{head}</tr>{''.join(rows)}</table>"
+        f"<table><tr>{head}</tr>{''.join(rows)}</table>"
         f"<div>{outcome}</div>"
         f"{_cache_row('target', r.target_kv, labels)}{_cache_row('drafter', r.drafter_kv, labels)}"
         f"<div style='color:#555;font-size:12px'>Draft {1e3 * r.draft_seconds:.1f} ms · verify "
