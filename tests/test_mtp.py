@@ -103,14 +103,23 @@ def test_one_token_prompt_drafts_from_the_second_round(trained):
     assert out.token_ids == SpeculativeDecoder(target, None).generate([1], max_new_tokens=10).token_ids
 
 
-def test_q_is_a_full_vocabulary_distribution_zero_outside_the_subset():
-    target = as_target(tiny_model(vocab_size=8, layers=2, hidden=32, seed=0), None)
-    subset = torch.tensor([0, 2, 3, 5, 6])
-    drafter = MTPDrafter.random_init(target, vocab_ids=subset)
-    out = SpeculativeDecoder(target, drafter, k=3).generate([1, 3, 4], max_new_tokens=12, temperature=0.8, seed=1)
+@pytest.mark.parametrize("context_tokens", [False, True])
+def test_drafts_come_from_the_candidates_only(context_tokens):
+    """Candidates: the reduced vocabulary, plus (context_tokens) every token committed before the round."""
+    target = as_target(tiny_model(vocab_size=32, layers=2, hidden=32, seed=0), None)
+    subset = torch.tensor([0, 2, 3, 5, 6, 8, 13, 21])
+    drafter = MTPDrafter.random_init(target, vocab_ids=subset, context_tokens=context_tokens)
+    prompt = [1, 30, 29, 28, 27]
+    out = SpeculativeDecoder(target, drafter, k=3).generate(prompt, max_new_tokens=24, temperature=1.0, seed=1)
+    committed = list(prompt)
+    used_context = False
     for r in out.rounds:
-        assert set(r.drafted) <= set(subset.tolist())
-        assert all(q > 0 for q in r.q)
+        allowed = set(subset.tolist()) | (set(committed) if context_tokens else set())
+        assert set(r.drafted) <= allowed
+        used_context |= bool(set(r.drafted) - set(subset.tolist()))
+        assert all(q > 0 for q in r.q)  # q is the distribution each draft was drawn from
+        committed += r.emitted
+    assert used_context == context_tokens
 
 
 # ------------------------------------------------------------------------------------------- training

@@ -268,14 +268,16 @@ class MTPDrafter(Drafter):
 
     @classmethod
     def random_init(cls, target: Any, layers: int = 2, hidden: int | None = None, seed: int = 0,
-                    vocab_ids: torch.Tensor | None = None) -> MTPDrafter:
+                    vocab_ids: torch.Tensor | None = None, context_tokens: bool = True) -> MTPDrafter:
         """An untrained head for ``target`` (tests, what-ifs): the same code path as trained weights."""
         from ..models import as_target
 
         t = as_target(target)
+        c = MTPConfig.for_target(t.model, layers=layers, hidden=hidden)
+        c.context_tokens = context_tokens
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            head = MTPHead(MTPConfig.for_target(t.model, layers=layers, hidden=hidden), vocab_ids)
+            head = MTPHead(c, vocab_ids)
         return cls(head, describe_target(t), name=f"mtp(random, L={layers})")
 
     @classmethod
