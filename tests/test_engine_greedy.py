@@ -109,10 +109,10 @@ def test_embedded_model_fp32(embedded_fp32, name):
     prompts = ["The capital of France is Paris. The capital of Spain is", "def add(a, b):\n    return"]
     make = {"ngram": lambda: NGramDrafter(3), "early-exit": lambda: EarlyExitDrafter(6),
             "synthetic": lambda: SyntheticDrafter(0.8)}[name]
-    for prompt in prompts:
-        ref = SpeculativeDecoder(target, None).generate(prompt, max_new_tokens=20)
+    for prompt in prompts:  # 12 tokens: every k still drafts past the first rejection (fp32 is slow here)
+        ref = SpeculativeDecoder(target, None).generate(prompt, max_new_tokens=12)
         for k in KS:
-            out = SpeculativeDecoder(target, make(), k=k).generate(prompt, max_new_tokens=20)
+            out = SpeculativeDecoder(target, make(), k=k).generate(prompt, max_new_tokens=12)
             assert out.token_ids == ref.token_ids, (prompt, k)
             assert out.text == ref.text
 
@@ -121,10 +121,10 @@ def test_embedded_model_fp32(embedded_fp32, name):
 def test_embedded_model_eos_and_length(embedded_fp32):
     target = embedded_fp32
     prompt = "One, two, three, four, five, six,"
-    ref = SpeculativeDecoder(target, None).generate(prompt, max_new_tokens=16).token_ids
+    ref = SpeculativeDecoder(target, None).generate(prompt, max_new_tokens=12).token_ids
     idx = next(i for i in range(3, len(ref)) if ref[i] not in ref[:i])
     for k in (2, 5, 16):
-        cut = SpeculativeDecoder(target, SyntheticDrafter(1.0), k=k).generate(prompt, max_new_tokens=16,
+        cut = SpeculativeDecoder(target, SyntheticDrafter(1.0), k=k).generate(prompt, max_new_tokens=12,
                                                                             eos_token_id=ref[idx])
         assert cut.token_ids == ref[: idx + 1]
         short = SpeculativeDecoder(target, NGramDrafter(2), k=k).generate(prompt, max_new_tokens=7)
