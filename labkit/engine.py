@@ -28,12 +28,17 @@ class SpeculativeDecoder:
 
     ``hooks`` are callables that receive each RoundRecord as it happens; they observe, never change results.
     ``verifier`` replaces the sampling acceptance rule (for teaching and negative controls only).
+    ``cache="static"`` preallocates the target's KV cache (rollback only moves its length); ``compile_mode``
+    (e.g. "reduce-overhead": CUDA graphs) compiles the per-round target forward, and needs the static cache.
     """
 
     def __init__(self, target: Any, drafter: Drafter | None = None, k: int = 4,
-                 hooks: Sequence[Hook] | None = None, verifier: Callable | None = None):
+                 hooks: Sequence[Hook] | None = None, verifier: Callable | None = None,
+                 cache: str = "dynamic", compile_mode: str | None = None):
         self.target: Target = as_target(target)
         self.drafter = drafter
+        self.cache, self.compile_mode = _check_cache(cache, compile_mode, drafter)
+        self._compiled: Callable | None = None
         self.k = _check_k(k) if drafter is not None else _check_k(k) * 0
         self.hooks: list[Hook] = list(hooks or [])
         self.verifier = verifier or acceptance.sampling_verify
@@ -74,6 +79,14 @@ class SpeculativeDecoder:
         return self.target.model(input_ids=ids[None], cache=cache, use_cache=True,
                                  output_hidden_states=want_hidden, logits_to_keep=logits_to_keep)
 
+    def _round_forward(self, ids: torch.Tensor, cache: Any, want_hidden: bool):
+        """The per-round forward: compiled when asked (one graph per input length; prefill stays eager)."""
+        if self.compile_mode is None:
+            return self._forward(ids, cache, want_hidden)
+        if self._compiled is None:
+            self._compiled = torch.compile(self.target.model.forward, mode=self.compile_mode, dynamic=False)
+        return self._compiled(input_ids=ids[None], cache=cache, use_cache=True, output_hidden_states=want_hidden)
+
     @torch.inference_mode()
     def generate(self, prompt: Any, max_new_tokens: int = 64, temperature: float = 0.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int = 0,
@@ -98,7 +111,10 @@ class SpeculativeDecoder:
         sync = _synchronizer(dev)
 
         t_start = time.perf_counter()
-        cache = new_cache(self.target.model)
+        cache = new_cache(self.target.model, self.cache, max_len=ids.numel() + max_new_tokens + k)
+        # committed ids, then the round's drafts: the verify input [pending, drafts] is a slice, never a concatenation
+        buf = torch.empty(ids.numel() + max_new_tokens + k, dtype=torch.long, device=dev)
+        buf[: ids.numel()] = ids
         hidden = None
         if ids.numel() > 1:  # prefill all but the last prompt token: it is the first input of round 0
             out = self._forward(ids[:-1], cache, want_hidden, logits_to_keep=1)
@@ -108,11 +124,11 @@ class SpeculativeDecoder:
         sync()
         prefill_s = time.perf_counter() - t_start
 
-        committed, new_tokens, rounds, finished = ids, [], [], None
+        L, new_tokens, rounds, finished = ids.numel(), [], [], None
         while finished is None:
             remaining = max_new_tokens - len(new_tokens)
             kk = min(k, remaining - 1)  # never draft what could not be kept
-            L = committed.numel()
+            committed = buf[:L]
             kv0 = cache_len(cache)
             dkv0 = drafter.kv_length() if drafter is not None else None
 
@@ -128,7 +144,8 @@ class SpeculativeDecoder:
             t1 = time.perf_counter()
             dkv1 = drafter.kv_length() if drafter is not None else None
 
-            out = self._forward(torch.cat([committed[-1:], draft]), cache, want_hidden)
+            buf[L: L + draft.numel()] = draft
+            out = self._round_forward(buf[L - 1: L + draft.numel()], cache, want_hidden)
             logits = out.logits[0]
             if cfg.greedy:
                 v = acceptance.greedy_verify(draft, logits, prop.q)
@@ -139,7 +156,7 @@ class SpeculativeDecoder:
             kept = len(emitted) - 1  # drafts kept (fewer than accepted only when EOS or the limit cut the round)
             crop(cache, L + kept)  # the pending token and the kept drafts stay; rejected positions go
             if want_hidden:
-                hidden = out.hidden_states[-1][0, kept]
+                hidden = out.hidden_states[-1][0, kept].clone()  # a compiled graph reuses its output memory
             sync()
             t2 = time.perf_counter()
             if drafter is not None:
@@ -148,7 +165,7 @@ class SpeculativeDecoder:
             t3 = time.perf_counter()
 
             new_tokens.extend(emitted)
-            committed = torch.cat([committed, torch.tensor(emitted, dtype=torch.long, device=dev)])
+            buf[L + kept] = emitted[-1]  # the kept drafts are already in place
 
             record = RoundRecord(
                 index=len(rounds), context_len=L, drafted=draft.tolist(), p=v.p, q=v.q, u=v.u, margin=v.margin,
@@ -163,6 +180,7 @@ class SpeculativeDecoder:
             rounds.append(record)
             for hook in self.hooks:
                 hook(record)
+            L += len(emitted)
 
         seconds = time.perf_counter() - t_start
         tok = self.target.tokenizer
@@ -188,6 +206,17 @@ def _check_k(k: Any) -> int:
     if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= MAX_K:
         raise ValueError(f"k: must be an integer in 0..{MAX_K} (draft tokens per round), got {k!r}")
     return k
+
+
+def _check_cache(cache: str, compile_mode: str | None, drafter: Drafter | None) -> tuple[str, str | None]:
+    if cache not in ("dynamic", "static"):
+        raise ValueError(f"cache: must be 'dynamic' or 'static', got {cache!r}")
+    if compile_mode is not None and cache != "static":
+        raise ValueError("compile_mode: needs cache='static' (a compiled graph needs fixed cache shapes)")
+    if cache == "static" and drafter is not None and drafter.needs_hidden:
+        raise ValueError(f"cache='static': {drafter!r} reads the target's cache, which it supports only as a "
+                         "dynamic cache; use cache='dynamic'")
+    return cache, compile_mode
 
 
 def _synchronizer(device: torch.device) -> Callable[[], None]:

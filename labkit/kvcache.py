@@ -4,11 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import DynamicCache
+from transformers import DynamicCache, StaticCache
 
 
-def new_cache(model: Any) -> DynamicCache:
-    """A cache for ``model`` whose sliding-window layers keep enough past to be cropped after a rejection."""
+def new_cache(model: Any, kind: str = "dynamic", max_len: int | None = None) -> DynamicCache | StaticCache:
+    """A cache for ``model`` that can be cropped after a rejection.
+
+    dynamic: grows by concatenation; its sliding-window layers keep enough past to be cropped.
+    static: preallocated for ``max_len`` positions (gpt-fast style: a crop only moves the length, stale entries are
+    masked and later overwritten); fixed shapes and addresses, which compiled graphs and CUDA graphs need.
+    """
+    if kind == "static":
+        if max_len is None:
+            raise ValueError("cache='static' needs max_len (prompt + max_new_tokens + k)")
+        cache = StaticCache(config=model.config, max_cache_len=max_len)
+        if not all(getattr(layer, "is_croppable", True) for layer in cache.layers):
+            window = getattr(getattr(model.config, "get_text_config", lambda: model.config)(), "sliding_window", None)
+            raise ValueError(f"cache='static': prompt + max_new_tokens + k ({max_len}) exceeds the sliding window "
+                             f"({window}), past which a static cache cannot roll back; use cache='dynamic'")
+        return cache
     cache = DynamicCache(config=model.config)
     cache.activate_past_recording()
     return cache
