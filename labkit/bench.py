@@ -210,11 +210,11 @@ def _make_drafter(spec: str, s: BenchSettings, w: Workload) -> Any:
 def _labkit_runner(s: BenchSettings, w: Workload, drafter: Any, k: int) -> Callable:
     from .engine import SpeculativeDecoder
 
-    dec = SpeculativeDecoder(w.target, drafter, k=k if drafter is not None else 0)
-    extra = {"cache": s.cache} if s.cache != "dynamic" else {}
+    cache = "dynamic" if drafter is not None and drafter.needs_hidden else s.cache  # mtp reads a dynamic cache
+    dec = SpeculativeDecoder(w.target, drafter, k=k if drafter is not None else 0, cache=cache)
 
     def run(ids: torch.Tensor, n: int) -> tuple[list[int], Any]:
-        res = dec.generate(ids, max_new_tokens=n, eos_token_id=None, **extra)
+        res = dec.generate(ids, max_new_tokens=n, eos_token_id=None)
         return res.token_ids, res
 
     return run
