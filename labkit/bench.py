@@ -155,12 +155,16 @@ def _prompt_ids(target: Any, s: BenchSettings) -> dict[str, list[torch.Tensor]]:
 
 
 def plan(s: BenchSettings, w: Workload) -> list[Method]:
-    """Every configuration to run: labkit plain + drafters x k, transformers greedy + assisted modes x k."""
-    ks = [k for k in s.ks if k > 0]
+    """Every configuration to run: labkit plain + drafters x k, transformers greedy + assisted modes x k.
+
+    A spec may carry its own ks after "@" (``early-exit@1,2``): slow methods need not sweep every k.
+    """
     methods = [LABKIT_PLAIN] if 0 in s.ks else []
     for spec in s.drafters:
-        methods += [Method("labkit", spec, k) for k in ks]
-    for mode in s.hf_modes:
+        name, ks = _spec_ks(spec, s.ks)
+        methods += [Method("labkit", name, k) for k in ks]
+    for spec in s.hf_modes:
+        mode, ks = _spec_ks(spec, s.ks)
         if mode == "greedy":
             methods.insert(0, HF_GREEDY)
         elif mode == "assistant" and w.assistant is None:
@@ -170,6 +174,11 @@ def plan(s: BenchSettings, w: Workload) -> list[Method]:
     if HF_GREEDY not in methods:
         methods.insert(0, HF_GREEDY)  # the baseline every ratio is taken against
     return methods
+
+
+def _spec_ks(spec: str, default: tuple[int, ...]) -> tuple[str, list[int]]:
+    name, _, ks = spec.partition("@")
+    return name, [k for k in (_csv_ints(ks) if ks else default) if k > 0]
 
 
 def build_runners(s: BenchSettings, w: Workload, methods: list[Method]) -> list[Method]:
@@ -294,8 +303,10 @@ def measure(s: BenchSettings, w: Workload, methods: list[Method]) -> list[dict[s
             rng.shuffle(order)
             for m in order:
                 bar.set_postfix_str(f"{rep + 1}/{s.repeats} {cat} {m.key}")
+                c0 = time.process_time()  # CPU time too: on a shared machine it barely sees other processes
                 secs, (tokens, res) = time_call(lambda m=m, ids=ids: w.runners[m.key](ids, s.max_new_tokens), dev)
                 runs.append(_run_record(m, cat, i, rep, secs, tokens, res))
+                runs[-1]["cpu_seconds"] = time.process_time() - c0
                 bar.update()
     bar.close()
     return runs
@@ -315,12 +326,14 @@ def _positions(runs: list[dict]) -> list[float]:
     return [a / t if t else 0.0 for a, t in zip(acc, tried, strict=True)]
 
 
-def _tok_s(runs: list[dict]) -> float:
+def _tok_s(runs: list[dict], clock: str = "seconds") -> float | None:
     """Median over repeats of (tokens / seconds) summed over the prompts of one repeat."""
     per_rep: dict[int, list[dict]] = {}
     for r in runs:
         per_rep.setdefault(r["repeat"], []).append(r)
-    return statistics.median(_pool(v, "new_tokens") / sum(x["seconds"] for x in v) for v in per_rep.values())
+    if any(r.get(clock) is None for r in runs):
+        return None
+    return statistics.median(_pool(v, "new_tokens") / sum(x[clock] for x in v) for v in per_rep.values())
 
 
 def _same_as_greedy(runs: list[dict], greedy: dict[tuple, list[int]]) -> float:
@@ -337,6 +350,7 @@ def _row(m: Method, cat: str, runs: list[dict], greedy: dict[tuple, list[int]]) 
         alpha = theory.alpha_from_mean_accepted_length(min(max(mal, 1.0), m.k + 1.0), m.k)
     costs = [r["cost_ratio"] for r in runs if r.get("cost_ratio") is not None]
     return {"engine": m.engine, "method": m.name, "k": m.k, "category": cat, "tok_s": _tok_s(runs),
+            "tok_s_cpu": _tok_s(runs, "cpu_seconds"),
             "runs": len(runs), "new_tokens": _pool(runs, "new_tokens"),
             "mean_accepted_length": mal, "acceptance_rate": accepted / drafted if labkit and drafted else None,
             "alpha": alpha, "cost_ratio": statistics.median(costs) if costs else None,
@@ -357,15 +371,20 @@ def summarize(runs: list[dict], methods: list[Method], categories: list[str]) ->
         per_cat = [_row(m, c, [r for r in mine if r["category"] == c], greedy) for c in categories]
         rows += per_cat
         rows.append(_row(m, "all", mine, greedy))
-    base = {r["category"]: r["tok_s"] for r in rows if r["engine"] == "transformers" and r["method"] == "greedy"}
+    for speed, ratio in (("tok_s", "ratio_vs_hf_greedy"), ("tok_s_cpu", "ratio_cpu_vs_hf_greedy")):
+        _ratios(rows, speed, ratio)
+    return rows
+
+
+def _ratios(rows: list[dict], speed: str, ratio: str) -> None:
+    base = {r["category"]: r[speed] for r in rows if r["engine"] == "transformers" and r["method"] == "greedy"}
     for r in rows:
         if r["category"] != "all":
-            r["ratio_vs_hf_greedy"] = r["tok_s"] / base[r["category"]]
+            r[ratio] = r[speed] / base[r["category"]] if r[speed] and base[r["category"]] else None
     for r in rows:
         if r["category"] == "all":
-            cats = [x["ratio_vs_hf_greedy"] for x in rows if x["category"] != "all" and _same_method(x, r)]
-            r["ratio_vs_hf_greedy"] = sum(cats) / len(cats)
-    return rows
+            cats = [x[ratio] for x in rows if x["category"] != "all" and _same_method(x, r)]
+            r[ratio] = sum(cats) / len(cats) if None not in cats else None
 
 
 def _same_method(a: dict, b: dict) -> bool:

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-CSV_COLUMNS = ("engine", "method", "k", "category", "tok_s", "ratio_vs_hf_greedy", "runs", "new_tokens",
+CSV_COLUMNS = ("engine", "method", "k", "category", "tok_s", "ratio_vs_hf_greedy", "tok_s_cpu",
+               "ratio_cpu_vs_hf_greedy", "runs", "new_tokens",
                "mean_accepted_length", "acceptance_rate", "alpha", "cost_ratio", "per_position_acceptance",
                "same_as_hf_greedy", "weight_gbps", "tokens_per_forward", "target_forward_gbps")
 
@@ -31,14 +32,14 @@ def format_table(result: dict[str, Any]) -> str:
             f"ratios vs transformers greedy in this run; copy rate {meta['copy_gbps']:.1f} GB/s, "
             f"weights {meta['weight_bytes'] / 1e6:.0f} MB")
     cols = f"{'configuration':<34}{'tok/s':>8}{'x greedy':>9}" + "".join(f"{c[:8]:>9}" for c in cats)
-    cols += f"{'tok/fwd':>8}{'accept':>8}{'c':>7}{'=greedy':>8}"
+    cols += f"{'cpu x':>7}{'tok/fwd':>8}{'accept':>8}{'c':>7}{'=greedy':>8}"
     lines = [head, cols, "-" * len(cols)]
     overall = [r for r in rows if r["category"] == "all"]
     for r in overall:
         per = {x["category"]: x["ratio_vs_hf_greedy"] for x in rows if _same(x, r) and x["category"] != "all"}
         acc = None if r["acceptance_rate"] is None else 100 * r["acceptance_rate"]
         lines.append(f"{label(r):<34}{r['tok_s']:>8.2f}{r['ratio_vs_hf_greedy']:>8.2f}x"
-                     + "".join(f"{per[c]:>8.2f}x" for c in cats)
+                     + "".join(f"{per[c]:>8.2f}x" for c in cats) + _f(r.get("ratio_cpu_vs_hf_greedy"), ".2f", 6) + "x"
                      + _f(r["mean_accepted_length"], ".2f", 8) + _f(acc, ".0f", 7) + ("%" if acc is not None else " ")
                      + _f(r["cost_ratio"], ".3f", 7) + f"{100 * r['same_as_hf_greedy']:>7.0f}%")
     for what, why in result.get("skipped", {}).items():

@@ -161,3 +161,20 @@ def test_cli_quick(tmp_path, capsys):
     assert _keys(rows) == {(e, m, k, c) for e, m, k in [("transformers", "greedy", 0), ("labkit", "plain", 0),
                                                         ("labkit", "ngram", 2), ("transformers", "prompt-lookup", 2)]
                            for c in ("qa", "all")}
+
+
+def test_spec_may_carry_its_own_ks():
+    from labkit.bench import Workload, plan
+
+    s = quick_settings(ks=(0, 2, 4), drafters=("ngram", "early-exit:1@1"), hf_modes=("greedy", "prompt-lookup@3"))
+    keys = [m.key for m in plan(s, Workload(target=None, prompts={}, assistant=None))]
+    assert sorted(keys) == sorted(["transformers/greedy/k=0", "labkit/plain/k=0", "labkit/ngram/k=2",
+                                   "labkit/ngram/k=4", "labkit/early-exit:1/k=1", "transformers/prompt-lookup/k=3"])
+
+
+def test_cpu_time_ratios_use_cpu_time_of_greedy():
+    runs = [dict(_run(HF_GREEDY, "qa", r, 1.0), cpu_seconds=0.5) for r in range(2)]
+    runs += [dict(_run(LABKIT_PLAIN, "qa", r, 2.0), cpu_seconds=0.25) for r in range(2)]
+    rows = {r["method"]: r for r in summarize(runs, [HF_GREEDY, LABKIT_PLAIN], ["qa"]) if r["category"] == "all"}
+    assert rows["plain"]["ratio_vs_hf_greedy"] == pytest.approx(0.5)  # wall: 5 vs 10 tok/s
+    assert rows["plain"]["ratio_cpu_vs_hf_greedy"] == pytest.approx(2.0)  # CPU: 40 vs 20 tok/s
