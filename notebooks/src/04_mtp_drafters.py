@@ -93,10 +93,10 @@ from labkit.experiments import compare
 from labkit.prompts import prompt_set
 
 ps = prompt_set()
-prompts = ci_scale([ps["conversation"][3], ps["qa"][3], ps["summarization"][3], ps["code"][2]],
+prompts = ci_scale([ps["conversation"][3], ps["summarization"][3], ps["code"][2]],
                    [ps["conversation"][3], ps["code"][2]])
 drafters = {"plain": None, "prompt lookup": NGramDrafter(3), "early exit (6 layers)": EarlyExitDrafter(6), "MTP": mtp}
-rows = compare(target, drafters, prompts, k=4, max_new_tokens=ci_scale(48, 32))
+rows = compare(target, drafters, prompts, k=4, max_new_tokens=ci_scale(40, 32))
 
 # %%
 # NBVAL_IGNORE_OUTPUT

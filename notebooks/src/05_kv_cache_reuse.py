@@ -103,8 +103,9 @@ rows = [
      f"bytes at {L} tokens": per_tok * L},
     {"cache": "MTP drafter (reads the target's)", "bytes per token": 0, f"bytes at {L} tokens": 0},
 ]
-print(f"the MTP drafter read {res_mtp.rounds[-1].reused_target_state} cached target positions in its last round "
-      "instead of computing any of its own")
+reads = [r.reused_target_state for r in res_mtp.rounds if r.drafted]
+print(f"each MTP draft step attended to up to {max(reads)} cached target positions (the sliding window's and the "
+      "global layer's K/V) and computed no K/V of its own")
 pd.DataFrame(rows)
 
 # %% [markdown]

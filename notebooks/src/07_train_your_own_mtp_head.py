@@ -43,8 +43,8 @@ target = load_target("gemma3-270m", device=DEVICE)
 shipped = MTPDrafter.pretrained("gemma3-270m")
 RUN = "build/mtp-notebook-run"  # data + checkpoints of this run (deleted first: every run starts fresh)
 shutil.rmtree(RUN, ignore_errors=True)
-STEPS = ci_scale(150, 30)
-DATA = dict(data_batches=1, batch_size=ci_scale(24, 8), new_tokens=ci_scale(64, 32), heldout_tokens=ci_scale(48, 32))
+STEPS = ci_scale(100, 30)
+DATA = dict(data_batches=1, batch_size=ci_scale(16, 8), new_tokens=ci_scale(48, 32), heldout_tokens=ci_scale(40, 32))
 print(f"{STEPS} steps on {DATA['batch_size']} self-generated sequences of {DATA['new_tokens']} tokens")
 
 # %% [markdown]
@@ -68,7 +68,7 @@ trained = {}
 
 def work(me):
     run.status("the target is generating training data …")
-    out = train_mtp_live(target, RUN, STEPS, on_step=monitor, check=me.check, eval_every=ci_scale(15, 10), **DATA)
+    out = train_mtp_live(target, RUN, STEPS, on_step=monitor, check=me.check, eval_every=ci_scale(20, 10), **DATA)
     trained.update(out)
     run.status(f"trained {STEPS} steps")
 
