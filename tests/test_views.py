@@ -191,3 +191,14 @@ def test_replay_logits_reproduce_each_runs_choice():
     assert rep["max |difference| over the vocabulary"] < 1e-4  # fp32: chunking barely matters
     with pytest.raises(ValueError):
         replay_logits(t, plain, 12)
+
+
+@pytest.mark.slow
+def test_cli_generate_writes_html(tmp_path, capsys):
+    from labkit.cli import main
+
+    out = tmp_path / "gen.html"
+    assert main(["generate", "The capital of France is Paris. The capital of Italy is", "--drafter", "ngram",
+                 "--max-new-tokens", "8", "--html", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "lk-strip" in text and "data-tip=" in text and "Plotly" in text
