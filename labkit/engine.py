@@ -29,7 +29,8 @@ class SpeculativeDecoder:
     ``hooks`` are callables that receive each RoundRecord as it happens; they observe, never change results.
     ``verifier`` replaces the sampling acceptance rule (for teaching and negative controls only).
     ``cache="static"`` preallocates the target's KV cache (rollback only moves its length); ``compile_mode``
-    (e.g. "reduce-overhead": CUDA graphs) compiles the per-round target forward, and needs the static cache.
+    (a torch.compile mode, e.g. "reduce-overhead": CUDA graphs; or "eager": tracing only) compiles the per-round
+    target forward, and needs the static cache.
     """
 
     def __init__(self, target: Any, drafter: Drafter | None = None, k: int = 4,
@@ -83,9 +84,15 @@ class SpeculativeDecoder:
         """The per-round forward: compiled when asked (one graph per input length; prefill stays eager)."""
         if self.compile_mode is None:
             return self._forward(ids, cache, want_hidden)
-        if self._compiled is None:
-            self._compiled = torch.compile(self.target.model.forward, mode=self.compile_mode, dynamic=False)
-        return self._compiled(input_ids=ids[None], cache=cache, use_cache=True, output_hidden_states=want_hidden)
+        if self._compiled is None:  # "eager": dynamo tracing only, no code generation (fast; for tests)
+            how = {"backend": "eager"} if self.compile_mode == "eager" else {"mode": self.compile_mode}
+            # dynamic=None: the cache length (a Python int in sliding layers) becomes symbolic after one
+            # recompile instead of forcing a recompile per round
+            self._compiled = torch.compile(self.target.model.forward, **how)
+        start = cache_len(cache)  # explicit positions: otherwise the model derives them from that int
+        pos = torch.arange(start, start + ids.numel(), device=ids.device)[None]
+        return self._compiled(input_ids=ids[None], position_ids=pos, cache=cache, use_cache=True,
+                              output_hidden_states=want_hidden)
 
     @torch.inference_mode()
     def generate(self, prompt: Any, max_new_tokens: int = 64, temperature: float = 0.0,
