@@ -203,9 +203,13 @@ def build_runners(s: BenchSettings, w: Workload, methods: list[Method]) -> list[
 def _make_drafter(spec: str, s: BenchSettings, w: Workload) -> Any:
     from .drafters import DraftModelDrafter, make_drafter
 
-    if spec == "draft-model":  # the same model transformers gets as assistant_model
+    if spec in ("draft-model", "assistant"):  # the same model transformers gets as assistant_model
         if w.assistant is None:
             raise ValueError("no draft model for this target (pass --assistant ID)")
+        if type(w.assistant).__name__.startswith("Gemma4"):
+            from .drafters.gemma4_assistant import Gemma4AssistantDrafter
+
+            return Gemma4AssistantDrafter(w.assistant)
         return DraftModelDrafter(w.assistant)
     if spec == "early-exit":
         spec = f"early-exit:{s.early_exit_layers}"
@@ -414,8 +418,12 @@ def theory_curves(rows: list[dict], k_max: int = 16) -> list[dict[str, Any]]:
 
 
 def weight_bytes(model: Any) -> int:
-    """Bytes of parameters one forward reads (shared tensors, e.g. a tied embedding / LM head, counted once)."""
-    seen, total = set(), 0
+    """Bytes of weights one decoding forward reads: every parameter once (a tied embedding / LM head counted once),
+    except embedding tables that are only looked up (one row per token: e.g. Gemma 4's per-layer embeddings)."""
+    head = model.get_output_embeddings()
+    head_ptr = head.weight.data_ptr() if head is not None else None
+    lookups = {m.weight.data_ptr() for m in model.modules() if isinstance(m, torch.nn.Embedding)} - {head_ptr}
+    seen, total = set(lookups), 0
     for p in model.parameters():
         if p.data_ptr() not in seen:
             seen.add(p.data_ptr())
@@ -446,9 +454,11 @@ def add_roofline(rows: list[dict], wbytes: int) -> None:
 # ----------------------------------------------------------------------------------------------- entry points
 
 
-def run_bench(s: BenchSettings, out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Run the whole bench; write bench.json, bench.csv and bench.html to ``out_dir`` when given."""
-    w = load_workload(s)
+def run_bench(s: BenchSettings, out_dir: str | Path | None = None, workload: Workload | None = None
+              ) -> dict[str, Any]:
+    """Run the whole bench (on ``workload`` when given, else the one ``s`` names); write bench.json, bench.csv and
+    bench.html to ``out_dir`` when given."""
+    w = workload or load_workload(s)
     first = next(iter(w.prompts.values()))[0]
     threads = set_threads(s.threads, _forward_probe(w.target, first))
     methods = build_runners(s, w, plan(s, w))

@@ -1,0 +1,75 @@
+"""The device check at tiny size on the CPU: every section runs, correctness checks can fail, the E2B shapes build."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from labkit import gpu_check
+
+TINY = ["--device", "cpu", "--size", "tiny", "--compile-mode", "eager", "--ks", "0,2", "--max-new-tokens", "16",
+        "--repeats", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """scripts/gpu_check.sh itself, at tiny size on the CPU."""
+    out = tmp_path_factory.mktemp("gpu_check")
+    root = Path(__file__).parent.parent
+    proc = subprocess.run(["bash", str(root / "scripts" / "gpu_check.sh"), *TINY, "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=root,
+                          env={**os.environ, "PYTHON": sys.executable})
+    return proc, out
+
+
+def test_tiny_cpu_run_passes_every_section(tiny_run):
+    proc, out = tiny_run
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = proc.stdout
+    for section in ("greedy equality", "lossless sampling", "device copy rate", "bench table", "compile / CUDA-graph"):
+        assert f"== {section}" in text
+    assert "FAIL" not in text and "SKIP" not in text
+    assert "PASS gemma4 tiny: transformers + gemma4 assistant == greedy" in text
+    assert "compiled static (eager)" in text and "done: 0 failed" in text
+    rows = json.loads((out / "bench.json").read_text())["rows"]
+    methods = {(r["engine"], r["method"], r["k"]) for r in rows if r["category"] == "all"}
+    assert {("labkit", "plain", 0), ("labkit", "ngram", 2), ("labkit", "assistant", 2),
+            ("transformers", "greedy", 0), ("transformers", "assistant", 2)} <= methods
+
+
+def test_a_broken_acceptance_rule_fails_the_check(monkeypatch, capsys):
+    from labkit import acceptance
+
+    monkeypatch.setattr(acceptance, "sampling_verify", acceptance.accept_all_verify)
+    rep = gpu_check.Report(budget_s=60)
+    gpu_check.check_sampling(rep, torch.device("cpu"), trials=1500)
+    assert rep.failures == ["sampling_verify: first token ~ p"]
+    assert "FAIL sampling_verify" in capsys.readouterr().out
+
+
+def test_sections_that_do_not_fit_the_budget_are_skipped(capsys):
+    rep = gpu_check.Report(budget_s=0)
+    assert rep.section("slow thing", lambda: 1 / 0, need_s=10) is None
+    assert rep.failures == [] and "SKIP slow thing" in capsys.readouterr().out
+
+
+def test_e2b_like_shapes_build_on_the_meta_device():
+    from labkit.bench import weight_bytes
+
+    target, assistant = gpu_check.e2b_like_pair(torch.device("meta"), torch.bfloat16)
+    cfg = target.config.get_text_config()
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size) == (1536, 35, 262144)
+    assert cfg.kv_sharing_modes.count("store") == 2  # the last sliding and last full layer feed the assistant
+    assert assistant.config.backbone_hidden_size == cfg.hidden_size
+    # per-layer embeddings are looked up, not read whole: bytes per token far below the parameter bytes
+    assert weight_bytes(target) < 0.25 * sum(p.numel() * 2 for p in target.parameters())
+
+
+def test_script_refuses_cuda_without_a_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert gpu_check.main(["--device", "cuda"]) == 2
