@@ -70,6 +70,7 @@ del fp32
 #   drawn from *q*. (Draft with argmax and report the truth, a one-hot *q*, and the rule is exact again.)
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 from labkit import tiny_pair
 from labkit.acceptance import accept_all_verify
 from labkit.drafters import DraftModelDrafter
@@ -96,6 +97,7 @@ for name, t in tests.items():
 # The first generated token, exact vs sampled (same data as the test above):
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 from labkit import figures
 
 labels = [f"token {i}" for i in range(8)]

@@ -39,8 +39,8 @@ N = ci_scale(48, 32)
 # %% [markdown]
 # ## Live: a drafter with its own cache
 #
-# The **early-exit** drafter runs the target's first 6 of 18 layers (sharing their weights) and keeps a cache
-# for those 6 layers — structurally a small separate draft model. Watch both caches round by round: grey is reused
+# The **early-exit** drafter runs the target's first 12 of 18 layers (sharing their weights) and keeps a cache
+# for those 12 layers — structurally a small separate draft model. Watch both caches round by round: grey is reused
 # from earlier rounds, green was computed this round and kept, red was computed and rolled back (rejected drafts).
 # The draft model feeds only drafts 1 … k−1 into its cache (draft k is never an input), so after a full acceptance
 # its cache trails the target's by one token; it feeds that token together with the next round's first input.
@@ -48,9 +48,9 @@ N = ci_scale(48, 32)
 # %%
 from labkit.widgets import KVTimeline
 
-timeline = KVTimeline(title="early exit (6 layers) ·")
+timeline = KVTimeline(title="early exit (12 layers) ·")
 display(timeline)
-early = EarlyExitDrafter(6)
+early = EarlyExitDrafter(12)
 res_early = SpeculativeDecoder(target, early, k=4, hooks=[timeline]).generate(prompt, max_new_tokens=N)
 
 # %%
@@ -97,7 +97,7 @@ per_tok = kv_bytes_per_token(target.model)
 L = res_early.rounds[-1].target_kv.after_rollback
 rows = [
     {"cache": "target (18 layers)", "bytes per token": per_tok, f"bytes at {L} tokens": per_tok * L},
-    {"cache": "early-exit drafter (6 layers)", "bytes per token": per_tok * 6 // 18,
+    {"cache": "early-exit drafter (12 layers)", "bytes per token": per_tok * 12 // 18,
      f"bytes at {L} tokens": cache_bytes(early.cache)},
     {"cache": "separate 270M draft model (for a larger target)", "bytes per token": per_tok,
      f"bytes at {L} tokens": per_tok * L},
@@ -109,7 +109,7 @@ print(f"each MTP draft step attended to up to {max(reads)} cached target positio
 pd.DataFrame(rows)
 
 # %% [markdown]
-# Note the early-exit cache's measured size can be larger than 6/18 of the target's per token: labkit asks
+# Note the early-exit cache's measured size can be larger than 12/18 of the target's per token: labkit asks
 # transformers to keep the whole past in sliding-window layers (`activate_past_recording`) so a rollback never
 # needs positions a window already dropped. At 270M parameters these are kilobytes per token; for a 31B target
 # and a 1B draft model at 100k tokens of context, a draft model's cache is gigabytes — the memory an MTP drafter saves.
@@ -117,8 +117,8 @@ pd.DataFrame(rows)
 # ## Check
 #
 # After every round the target cache holds every committed token except the newest (it is the next forward's
-# input), a draft model's cache matches it (or trails by the one draft it never fed, after a full acceptance),
-# and the MTP drafter keeps no cache.
+# input), a draft model's cache matches it after a rejection and trails it by the one draft it never fed after a
+# full acceptance, and the MTP drafter keeps no cache.
 
 # %%
 for res in (res_early, res_mtp):
@@ -128,6 +128,7 @@ for res in (res_early, res_mtp):
         assert kv.computed == len(r.drafted) + 1 and kv.discarded == len(r.drafted) - (len(r.emitted) - 1)
 for r in res_early.rounds:
     lag = r.target_kv.after_rollback - r.drafter_kv.after_rollback
-    assert lag == 0 or (lag == 1 and r.accepted == len(r.drafted)), (r.index, lag)
+    if r.drafted and r.finished != "eos":  # (a round that drafts nothing feeds nothing: the lag then grows)
+        assert lag == (1 if r.accepted == len(r.drafted) else 0), (r.index, lag)
 assert all(r.drafter_kv is None for r in res_mtp.rounds), "the MTP drafter keeps no cache of its own"
 print("✓ caches consistent every round; rolled-back positions = rejected drafts; MTP adds no cache")

@@ -108,7 +108,7 @@ short.run()
 time.sleep(1.0)
 short.stop()  # the same as clicking Stop
 short.wait(timeout=60)
-print("stopped:", short.stopped, "· points measured before the stop:", len(short.points))
+print("stopped early:", short.stopped and len(short.points) < 4)
 
 # %% [markdown]
 # ## Check

@@ -1,0 +1,82 @@
+"""The committed notebooks are executed, carry no widget state, open without a kernel dialog, and end with a check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+EXPECTED = [
+    "00_quickstart", "01_why_verify_is_cheap", "02_draft_verify_step_by_step", "03_is_it_lossless",
+    "04_mtp_drafters", "05_kv_cache_reuse", "06_speed_vs_draft_length", "07_train_your_own_mtp_head",
+]
+NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _code(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def test_every_notebook_is_there():
+    assert [p.stem for p in NOTEBOOKS] == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_widget_state(path):
+    nb = _load(path)
+    assert "widgets" not in nb.get("metadata", {}), (
+        f"{path.name} keeps metadata.widgets (megabytes of widget JS): "
+        "nbstripout --keep-output --keep-count --extra-keys metadata.widgets")
+    assert path.stat().st_size < 1_500_000, f"{path.name} is {path.stat().st_size} bytes: an embedded figure?"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_code_cell_executed(path):
+    nb = _load(path)
+    missing = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and c.get("execution_count") is None]
+    assert not missing, f"{path.name}: unexecuted code cells {missing} (nbval would not compare them)"
+    counts = [c["execution_count"] for c in _code(nb)]
+    assert counts == sorted(counts), f"{path.name}: executed out of order {counts}"
+    errors = [i for i, c in enumerate(_code(nb)) for o in c.get("outputs", []) if o.get("output_type") == "error"
+              and "raises-exception" not in c.get("metadata", {}).get("tags", [])]
+    assert not errors, f"{path.name}: committed with errors in code cells {errors}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_kernelspec_question_and_check(path):
+    nb = _load(path)
+    ks = nb["metadata"].get("kernelspec", {})
+    assert ks.get("name") == "python3", f"{path.name}: kernelspec missing (JupyterLab would ask for a kernel)"
+    first = nb["cells"][0]
+    assert first["cell_type"] == "markdown" and "**Question.**" in "".join(first["source"]), \
+        f"{path.name}: the first cell states the question"
+    last = "".join(_code(nb)[-1]["source"])
+    assert "assert " in last, f"{path.name}: ends with a check the reader runs"
+
+
+def test_same_setup_cell_everywhere():
+    firsts = {"".join(_code(_load(p))[0]["source"]) for p in NOTEBOOKS}
+    assert len(firsts) == 1, "the first code cell differs between notebooks"
+    cell = firsts.pop()
+    assert '"google.colab" in sys.modules' in cell and "enable_custom_widget_manager" in cell
+
+
+def test_notebooks_match_their_sources():
+    """notebooks/src/NN_*.py is where notebooks are edited; the committed .ipynb must be built from it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nb_build", NB_DIR / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    for path in NOTEBOOKS:
+        src = NB_DIR / "src" / (path.stem + ".py")
+        assert src.exists(), f"{src} missing"
+        want = [(c.cell_type, c.source) for c in build.parse(src).cells]
+        have = [(c["cell_type"], "".join(c["source"])) for c in _load(path)["cells"]]
+        assert have == want, f"{path.name} differs from {src.name}: rebuild with notebooks/build.py {path.stem[:2]}"
