@@ -177,7 +177,7 @@ class SpeculativeDecoder:
             record = RoundRecord(
                 index=len(rounds), context_len=L, drafted=draft.tolist(), p=v.p, q=v.q, u=v.u, margin=v.margin,
                 accepted=v.accepted, rejected_at=v.accepted if v.accepted < draft.numel() else None,
-                next_token=v.next_token, next_kind=("plain" if draft.numel() == 0 else "bonus" if v.accepted == draft.numel() else "replacement"),
+                next_token=v.next_token, next_kind=_next_kind(draft.numel(), v.accepted),
                 emitted=emitted,
                 target_kv=KVTrace(kv0, kv0, kv2, cache_len(cache)),
                 drafter_kv=None if dkv0 is None else KVTrace(dkv0, dkv1, dkv1, drafter.kv_length()),
@@ -197,6 +197,10 @@ class SpeculativeDecoder:
                   "max_new_tokens": max_new_tokens, "target": self.target.name, "dtype": str(self.target.dtype),
                   "device": str(dev)}
         return GenerationResult(ids.tolist(), new_tokens, text, rounds, seconds, prefill_s, config)
+
+
+def _next_kind(drafted: int, accepted: int) -> str:
+    return "plain" if drafted == 0 else "bonus" if accepted == drafted else "replacement"
 
 
 def _cut(emitted: list[int], eos: set[int], remaining: int) -> tuple[list[int], str | None]:

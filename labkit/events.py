@@ -79,7 +79,8 @@ class Stats:
     def summary(self) -> str:
         c = "n/a" if self.cost_ratio is None else f"{self.cost_ratio:.3f}"
         return (
-            f"{self.new_tokens} tokens in {self.rounds} rounds, {self.seconds:.2f}s ({self.tokens_per_second:.1f} tok/s); "
+            f"{self.new_tokens} tokens in {self.rounds} rounds, {self.seconds:.2f}s "
+            f"({self.tokens_per_second:.1f} tok/s); "
             f"accepted {self.accepted}/{self.drafted} drafts ({100 * self.acceptance_rate:.0f}%), "
             f"{self.mean_accepted_length:.2f} tokens/verify, c={c}"
         )

@@ -13,7 +13,6 @@ from functools import partial
 import numpy as np
 import pytest
 import torch
-from lossless import ALPHA, DRAWS, chi2_pvalue, draw_two_tokens, exact_two_tokens
 
 from labkit import SpeculativeDecoder, tiny_model
 from labkit.drafters.base import DraftContext
@@ -23,6 +22,7 @@ from labkit.kvcache import new_cache
 from labkit.models import Target, as_target
 from labkit.sampling import Sampler, SamplingConfig
 from labkit.train_mtp import self_generate
+from lossless import ALPHA, DRAWS, chi2_pvalue, draw_two_tokens, exact_two_tokens
 
 PROMPTS = [[1, 5, 7, 9, 3, 4, 6, 8, 10, 11, 12, 13, 14], [1, 20, 21, 22, 20, 21], [1, 30, 9, 9, 14, 27, 3]]
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from lossless import ALPHA, DRAWS, chi2_pvalue, draw_two_tokens, exact_two_tokens
 
 from labkit import SpeculativeDecoder, tiny_model
 from labkit.drafters import make_drafter
@@ -17,6 +16,7 @@ from labkit.models import Target, as_target
 from labkit.prompts import prompt_set
 from labkit.sampling import SamplingConfig
 from labkit.train_mtp import TrainConfig, train
+from lossless import ALPHA, DRAWS, chi2_pvalue, draw_two_tokens, exact_two_tokens
 
 PROMPTS = [[1, 5, 7, 9, 3, 4, 6, 8, 10, 11, 12], [1, 20, 21, 22, 20, 21], [1, 30, 2, 9, 9, 9, 14, 27, 3, 8, 17, 6, 5]]
 

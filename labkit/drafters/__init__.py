@@ -11,7 +11,10 @@ __all__ = ["DraftContext", "Drafter", "Proposal", "DraftModelDrafter", "EarlyExi
 
 
 def make_drafter(spec: str | None, target=None) -> Drafter | None:
-    """A drafter from a short spec: none, ngram[:n], early-exit[:layers], synthetic[:alpha], draft-model:<id>, mtp[:name]."""
+    """A drafter from a short spec.
+
+    none, ngram[:n], early-exit[:layers], synthetic[:alpha], draft-model:<id>, mtp[:name].
+    """
     if spec is None or spec in ("", "none", "plain"):
         return None
     kind, _, arg = spec.partition(":")
