@@ -1,17 +1,18 @@
 """Self-distillation of an MTP drafter (``labkit.drafters.mtp``) from its target: ``labkit train-mtp``.
 
 Data: text the target generates itself from varied seed prompts (``labkit.mtp_seeds``), many sequences in parallel
-(batched sampling costs about half as much per token as one stream on a CPU). Acceptance is decided by the target's
+(64 at once cost ~31 ms per token on a loaded 2-core CPU, one stream ~160 ms). Acceptance is decided by the target's
 own distribution, so its own text and its own hidden states, K/V and next-token distributions are exactly what the
-drafter meets at decoding time. Batches alternate greedy and sampled continuations: greedy text is
-what a greedy benchmark sees, sampled text (T = 0.5, 0.7, 1.0) adds variety.
+drafter meets at decoding time. Batches alternate greedy and sampled continuations: greedy text is what a greedy
+benchmark sees, sampled text (T = 0.5, 0.7, 1.0) adds variety.
 
 Every generation step records, for each new position: the token, the target's last hidden state, the K/V of the
 layers an MTP head reads (in the cache at the end) and the target's top-8 next-token probabilities. Training unrolls
 the head ``--unroll`` steps from every position at once (teacher forcing: step j reads the data token, which is what
 an accepted draft is), feeding its own predicted hidden state forward as it does when drafting. Loss per step:
-cross-entropy to the target's top-8 distribution restricted to the reduced vocabulary, plus a regression of the
-predicted hidden state onto the target's real one.
+cross-entropy to the target's top-8 distribution restricted to the candidates (the reduced vocabulary plus the
+tokens already in the context, as when drafting), plus a regression of the predicted hidden state onto the
+target's real one.
 
 Held-out evaluation: greedy continuations of prompts never trained on (``mtp_seeds.HELDOUT``); on greedy text a
 draft is accepted exactly when it equals the next data token, so the measured chain lengths are the greedy
