@@ -37,20 +37,21 @@ DEVICE = notebook_setup()  # "cuda" when a GPU is present, else "cpu"
 
 # %%
 from labkit import SpeculativeDecoder, load_target, plain_decoder
-from labkit.drafters import EarlyExitDrafter, NGramDrafter
+from labkit.drafters import NGramDrafter
+from labkit.drafters.mtp import MTPDrafter
 from labkit.prompts import prompt_set
 
 fp32 = load_target("gemma3-270m", dtype="fp32", device=DEVICE)
 prompts = prompt_set()
 greedy_prompts = ci_scale([prompts["code"][0], prompts["qa"][0]], [prompts["code"][0]])
 N1 = ci_scale(32, 24)
-same = []
-for p in greedy_prompts:
-    ref = plain_decoder(fp32).generate(p, max_new_tokens=N1).token_ids
-    for drafter in (NGramDrafter(3), EarlyExitDrafter(6)):
-        out = SpeculativeDecoder(fp32, drafter, k=4).generate(p, max_new_tokens=N1).token_ids
-        same.append(out == ref)
-        print(f"{drafter!r:>18}: identical to plain decoding: {out == ref}")
+same = {}
+refs = [plain_decoder(fp32).generate(p, max_new_tokens=N1).token_ids for p in greedy_prompts]
+for drafter in (NGramDrafter(3), MTPDrafter.pretrained("gemma3-270m")):
+    dec = SpeculativeDecoder(fp32, drafter, k=4)
+    same[repr(drafter)] = all(dec.generate(p, max_new_tokens=N1).token_ids == ref
+                              for p, ref in zip(greedy_prompts, refs))
+    print(f"{drafter!r:>18}: identical to plain decoding on every prompt: {same[repr(drafter)]}")
 del fp32
 
 # %% [markdown]
@@ -86,7 +87,7 @@ decoders = {
     "argmax drafter, softmax q (broken)": SpeculativeDecoder(tiny_target, ArgmaxDrafter(tiny_draft), k=2),
     "argmax drafter, one-hot q": SpeculativeDecoder(tiny_target, ArgmaxDrafter(tiny_draft, honest=True), k=2),
 }
-SAMPLES = ci_scale(1000, 500)
+SAMPLES = ci_scale(800, 500)
 counts = {name: sample_outputs(dec, prompt_ids, n_new, SAMPLES, temperature=T) for name, dec in decoders.items()}
 tests = {name: chi_square(c, exact) for name, c in counts.items()}
 for name, t in tests.items():
@@ -128,7 +129,7 @@ bf16 = load_target("gemma3-270m", device=DEVICE)
 capitals = "The capital of France is Paris. The capital of Germany is Berlin. The capital of Italy is"
 survey_prompts = ci_scale([capitals, prompts["conversation"][4], prompts["qa"][1]],
                           [capitals, prompts["conversation"][4]])
-rows = divergence_survey(bf16, NGramDrafter(3), survey_prompts, k=4, max_new_tokens=ci_scale(32, 24))
+rows = divergence_survey(bf16, NGramDrafter(3), survey_prompts, k=4, max_new_tokens=24)
 for r in rows:
     where = "identical" if r["identical"] else f"first difference at new token {r['first_difference']}"
     print(f"{where:>36}  ← {r['prompt'][:50]!r}")
@@ -178,7 +179,7 @@ close.head(8)
 # ## Check
 
 # %%
-assert all(same), "fp32 greedy speculative decoding must equal plain decoding"
+assert all(same.values()), f"fp32 greedy speculative decoding must equal plain decoding: {same}"
 assert tests["speculative (correct)"]["p_value"] > 1e-3, tests["speculative (correct)"]
 assert tests["argmax drafter, one-hot q"]["p_value"] > 1e-3, tests["argmax drafter, one-hot q"]
 assert tests["accept-all verifier (broken)"]["p_value"] < 1e-6, "the broken verifier must be caught"

@@ -39,7 +39,7 @@ from labkit.prompts import prompt_set
 target = load_target("gemma3-270m", device=DEVICE)
 drafter = MTPDrafter.pretrained("gemma3-270m")
 ps = prompt_set()
-prompts = ci_scale([ps["summarization"][2], ps["conversation"][1]], [ps["summarization"][2]])
+prompts = ci_scale([ps["conversation"][1], ps["qa"][2]], [ps["conversation"][1]])
 KS = ci_scale(list(range(0, 13)), [0, 1, 2, 4, 8])
 N = 32
 
