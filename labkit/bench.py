@@ -63,6 +63,7 @@ class BenchSettings:
     assistant: str | None = None  # draft model (HF id or folder): HF assistant_model and labkit draft-model
     threads: str | int = "auto"
     cache: str = "dynamic"  # labkit's KV cache: "dynamic" or "static" (preallocated)
+    compile_mode: str | None = None  # torch.compile labkit's per-round forward (implies the static cache)
     quick: bool = False  # tiny random models, a few tokens: seconds, for tests
     seed: int = 0
     progress: bool = True
@@ -116,10 +117,11 @@ def set_threads(threads: str | int, probe: Callable[[], float] | None = None) ->
 
 def load_workload(s: BenchSettings) -> Workload:
     """The target (embedded, any model, or tiny random ones in quick mode) and the prompts as token ids."""
-    if s.quick:
-        from .models import Target, tiny_pair
+    if s.quick:  # tiny_pair's shapes, with a sliding window long enough for the static cache
+        from .models import Target, tiny_model
 
-        t, d = tiny_pair(vocab_size=64, seed=s.seed)
+        t = tiny_model(64, layers=3, hidden=48, seed=s.seed, sliding_window=128)
+        d = tiny_model(64, layers=1, hidden=32, seed=s.seed + 1000, sliding_window=128)
         target, assistant = Target(t, None, "tiny-target"), d
     else:
         from .models import load_target
@@ -223,8 +225,10 @@ def _make_drafter(spec: str, s: BenchSettings, w: Workload) -> Any:
 def _labkit_runner(s: BenchSettings, w: Workload, drafter: Any, k: int) -> Callable:
     from .engine import SpeculativeDecoder
 
-    cache = "dynamic" if drafter is not None and drafter.needs_hidden else s.cache  # mtp reads a dynamic cache
-    dec = SpeculativeDecoder(w.target, drafter, k=k if drafter is not None else 0, cache=cache)
+    reads_cache = drafter is not None and drafter.needs_hidden  # mtp reads the target's cache: dynamic only
+    cache = "dynamic" if reads_cache else ("static" if s.compile_mode else s.cache)
+    dec = SpeculativeDecoder(w.target, drafter, k=k if drafter is not None else 0, cache=cache,
+                             compile_mode=None if reads_cache else s.compile_mode)
 
     def run(ids: torch.Tensor, n: int) -> tuple[list[int], Any]:
         res = dec.generate(ids, max_new_tokens=n, eos_token_id=None)
@@ -516,7 +520,7 @@ def _csv_strs(text: str) -> tuple[str, ...]:
 
 def settings_from_args(a: argparse.Namespace) -> BenchSettings:
     if a.quick:
-        over = {"progress": not a.no_progress}
+        over = {"progress": not a.no_progress, "cache": a.cache, "compile_mode": a.compile}
         for name in ("ks", "repeats", "max_new_tokens", "drafters", "hf_modes", "categories"):
             v = getattr(a, name)
             if v is not None:
@@ -524,7 +528,7 @@ def settings_from_args(a: argparse.Namespace) -> BenchSettings:
         return quick_settings(**over)
     s = BenchSettings(model=a.model, dtype=a.dtype, device=a.device, assistant=a.assistant, threads=a.threads,
                       early_exit_layers=a.early_exit_layers, prompts_per_category=a.prompts_per_category,
-                      cache=a.cache, seed=a.seed, progress=not a.no_progress)
+                      cache=a.cache, compile_mode=a.compile, seed=a.seed, progress=not a.no_progress)
     for name in ("ks", "repeats", "max_new_tokens", "drafters", "hf_modes", "categories"):
         v = getattr(a, name)
         if v is not None:
@@ -571,6 +575,9 @@ def register_cli(sub: Any) -> None:
                                                      "draft-model drafter")
     p.add_argument("--threads", default="auto", help="torch threads: a number, or auto (probe 1 vs all cores)")
     p.add_argument("--cache", default="dynamic", choices=("dynamic", "static"), help="labkit's KV cache")
+    p.add_argument("--compile", default=None, metavar="MODE",
+                   help="torch.compile labkit's per-round forward (default, reduce-overhead, ...; static cache); "
+                        "compilation happens in the warm-up, outside the timings")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench-out", help="folder for bench.json, bench.csv, bench.html")
     p.add_argument("--quick", action="store_true", help="tiny random models, 16 tokens: a smoke run in seconds")

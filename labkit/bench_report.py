@@ -31,7 +31,8 @@ def format_table(result: dict[str, Any]) -> str:
     head = (f"{meta['model']} ({meta['dtype']}, {meta['device']}, {meta['threads']} threads), "
             f"{meta['settings']['max_new_tokens']} new tokens, median of {meta['settings']['repeats']} repeats; "
             f"ratios vs transformers greedy in this run; copy rate {meta['copy_gbps']:.1f} GB/s, "
-            f"weights {meta['weight_bytes'] / 1e6:.0f} MB")
+            f"weights {meta['weight_bytes'] / 1e6:.0f} MB; labkit cache {meta['settings'].get('cache', 'dynamic')}"
+            + (f", compiled ({meta['settings']['compile_mode']})" if meta["settings"].get("compile_mode") else ""))
     cols = f"{'configuration':<34}{'tok/s':>8}{'x greedy':>9}" + "".join(f"{c[:8]:>9}" for c in cats)
     cols += f"{'cpu x':>7}{'tok/fwd':>8}{'accept':>8}{'c':>7}{'=greedy':>8}"
     lines = [head, cols, "-" * len(cols)]

@@ -178,3 +178,11 @@ def test_cpu_time_ratios_use_cpu_time_of_greedy():
     rows = {r["method"]: r for r in summarize(runs, [HF_GREEDY, LABKIT_PLAIN], ["qa"]) if r["category"] == "all"}
     assert rows["plain"]["ratio_vs_hf_greedy"] == pytest.approx(0.5)  # wall: 5 vs 10 tok/s
     assert rows["plain"]["ratio_cpu_vs_hf_greedy"] == pytest.approx(2.0)  # CPU: 40 vs 20 tok/s
+
+
+def test_compiled_labkit_configurations_keep_greedy_tokens(tmp_path):
+    s = quick_settings(categories=("qa",), ks=(0, 2), drafters=("ngram", "mtp"), hf_modes=("greedy",), repeats=1,
+                       compile_mode="eager")  # eager: dynamo tracing without code generation (fast)
+    result = run_bench(s)
+    assert all(r["same_as_hf_greedy"] == 1.0 for r in result["rows"])
+    assert "compiled (eager)" in format_table(result)
