@@ -190,7 +190,7 @@ def _cache_row(name: str, kv: Any, labels: list[str]) -> str:
 def round_html(result: GenerationResult, index: int, tokenizer: Any = None, prompt: str | None = None) -> str:
     """Everything one round decided: drafts with q(x), p(x), u and verdicts; replacement or bonus; KV caches."""
     r = result.rounds[index]
-    sampling = bool(r.u)
+    sampling = bool(r.u) or float(result.config.get("temperature") or 0) > 0
     done = [t for rr in result.rounds[:index] for t in rr.emitted]
     if prompt is None:
         prompt = tokenizer.decode(result.prompt_ids, skip_special_tokens=True) if tokenizer is not None else ""
@@ -202,15 +202,15 @@ def round_html(result: GenerationResult, index: int, tokenizer: Any = None, prom
         f'{html.escape(s["tip"], quote=True)}">{html.escape(s["text"])}</span>' for s in span_dicts(r, tokenizer))
     rows = []
     for i, tok in enumerate(r.drafted):
-        verdict = ("accepted" if i < r.accepted else "rejected" if i == r.accepted else "not checked")
+        verdict = ("accepted" if i < r.accepted else "rejected" if i == r.accepted else "unverified")
         color = {"accepted": "#14532d", "rejected": "#8f1d16"}.get(verdict, "#888")
         p, q = r.p[i], r.q[i]
-        if sampling:
+        if r.u:
             test = f"u = {r.u[i]:.3f} {'<' if r.u[i] * q < p else '≥'} min(1, p/q) = {min(1.0, p / q if q else 1):.3f}"
         else:
             m = r.margin[i] if r.margin else 0.0
             test = "x = argmax p" if m == 0 and verdict == "accepted" else f"argmax p is another token (gap {m:.3f})"
-        if verdict == "not checked":
+        if verdict == "unverified":
             test = "after a rejection the rest is discarded"
         rows.append(f"<tr><td>{i + 1}</td><td><code>{html.escape(repr(_piece(tokenizer, tok)))}</code></td>"
                     f"<td>{q:.3f}</td><td>{p:.3f}</td><td>{test}</td>"

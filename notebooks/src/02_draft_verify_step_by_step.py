@@ -100,4 +100,5 @@ for r in result.rounds:
     assert r.emitted[: r.accepted] == r.drafted[: len(r.emitted[: r.accepted])]
 stepper.go(len(result.rounds) - 1)
 assert stepper.index == len(result.rounds) - 1 and "Round" in stepper.view.value
+stepper.go(0)  # back to the first round for the reader
 print("✓ every round follows the rule u < min(1, p/q); the stepper reaches the last round")

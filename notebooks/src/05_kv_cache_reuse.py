@@ -33,7 +33,7 @@ from labkit.drafters import EarlyExitDrafter
 from labkit.prompts import prompt_set
 
 target = load_target("gemma3-270m", device=DEVICE)
-prompt = prompt_set()["summarization"][1]
+prompt = prompt_set()["conversation"][1]
 N = ci_scale(48, 32)
 
 # %% [markdown]
