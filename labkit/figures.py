@@ -24,8 +24,9 @@ COLORS = {
     "theory": "#444444",
 }
 
-_LAYOUT = dict(template="plotly_white", height=320, margin=dict(l=55, r=20, t=50, b=45),
-               legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+# Legend under the plot: above it, a long legend would cover the title.
+_LAYOUT = dict(template="plotly_white", height=340, margin=dict(l=55, r=20, t=45, b=95),
+               legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0.0))
 
 
 def _fig(title: str, xaxis: str, yaxis: str, **layout: Any) -> go.Figure:
@@ -235,7 +236,8 @@ def distribution_compare(exact: Sequence[float], empirical: Mapping[str, Sequenc
 
 def loss_curves(title: str = "Training the MTP head") -> go.Figure:
     """An empty two-axis figure for a live training run: loss (left) and draft acceptance (right)."""
-    fig = _fig(title, "step", "loss", yaxis2=dict(title="acceptance", overlaying="y", side="right", range=[0, 1]))
+    fig = _fig(title, "step", "loss", yaxis2=dict(title="acceptance", overlaying="y", side="right", range=[0, 1],
+                                                  tickmode="linear", tick0=0, dtick=0.2, showgrid=False))
     fig.add_scatter(x=[], y=[], mode="lines", name="train loss", line=dict(color=COLORS["bonus"]))
     fig.add_scatter(x=[], y=[], mode="lines+markers", name="acceptance (held-out)", yaxis="y2",
                     line=dict(color=COLORS["accepted"]))
