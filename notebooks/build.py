@@ -3,6 +3,7 @@
     .venv/bin/python notebooks/build.py            # every notebook
     .venv/bin/python notebooks/build.py 03 05      # the ones whose name starts with 03 or 05
     .venv/bin/python notebooks/build.py --no-run   # convert only
+    .venv/bin/python notebooks/build.py --markdown-only 07   # prose edits: keep the executed code cells
 
 Sources are the place to edit: plain Python files diff and review well; the committed .ipynb carry executed
 outputs (nbval compares against them) without widget state (it is megabytes of JavaScript per FigureWidget).
@@ -84,7 +85,26 @@ def build(src: Path, run: bool = True, timeout: int = 900) -> float:
     return seconds
 
 
+def sync_markdown(src: Path) -> bool:
+    """Take the markdown cells from the source, keep the executed code cells: for prose-only edits. False (and
+    nothing written) when a code cell changed, which needs a real run."""
+    new, out = parse(src), HERE / (src.stem + ".ipynb")
+    old = nbformat.read(out, as_version=4)
+    if [(c.cell_type, c.source) for c in new.cells if c.cell_type == "code"] != \
+            [(c.cell_type, c.source) for c in old.cells if c.cell_type == "code"]:
+        return False
+    code = iter(c for c in old.cells if c.cell_type == "code")
+    old.cells = [c if c.cell_type == "markdown" else next(code) for c in new.cells]
+    nbformat.write(strip(old), out)
+    return True
+
+
 def main(argv: list[str]) -> int:
+    if "--markdown-only" in argv:
+        for src in sorted(SRC.glob("*.py")):
+            if any(src.stem.startswith(p) for p in argv if not p.startswith("--")) or len(argv) == 1:
+                print(src.stem, "markdown synced" if sync_markdown(src) else "code changed: rebuild it")
+        return 0
     run = "--no-run" not in argv
     picks = [a for a in argv if not a.startswith("--")]
     for src in sorted(SRC.glob("*.py")):

@@ -52,7 +52,8 @@ print(f"{STEPS} steps on {DATA['batch_size']} self-generated sequences of {DATA[
 #
 # The loop runs in a background thread with a **Stop** button. First the target generates the data (the flat start
 # of the run), then the curves grow: training loss (left axis) and held-out acceptance of the first drafted token
-# (right axis), evaluated every few steps. The dashed line is the shipped head on the same held-out text.
+# (right axis), evaluated every few steps. Once training ends, a dashed line adds the shipped head on the same
+# held-out text (next section).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
