@@ -76,6 +76,6 @@ def test_negative_controls_fail(control, exact):
 def test_tiny_distribution_is_interesting(exact):
     """The test would be weak on a near-uniform or near-deterministic target."""
     p = exact["T=1.0"]
-    assert abs(p.sum() - 1) < 1e-9
+    assert abs(p.sum() - 1) < 1e-5  # float32 probabilities, summed in float64
     assert 0.05 < p.max() < 0.8
     assert (p > 1e-3).sum() > 10
