@@ -63,6 +63,7 @@ def acceptance_by_position(results: GenerationResult | Mapping[str, GenerationRe
     from .theory import position_acceptance as theory_curve
 
     fig = _fig(title, "draft position i", "P(accepted)", yaxis_range=[0, 1.05], bargap=0.25)
+    fig.update_xaxes(tick0=1, dtick=1)  # positions are integers; no 1.5 ticks
     named = _as_named(results) if results is not None else {}
     for name, res in named.items():
         rates, counts = position_acceptance(res.rounds)
