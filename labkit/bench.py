@@ -518,6 +518,19 @@ def _csv_strs(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+def _csv_specs(text: str) -> tuple[str, ...]:
+    """Specs with their own ks: "ngram@4,8,16,mtp@2,4" -> ("ngram@4,8,16", "mtp@2,4")."""
+    out: list[str] = []
+    for part in _csv_strs(text):
+        if part.isdigit():
+            if not out or "@" not in out[-1]:
+                raise argparse.ArgumentTypeError(f"{text!r}: a bare number {part} must follow a spec@k list")
+            out[-1] += "," + part
+        else:
+            out.append(part)
+    return tuple(out)
+
+
 def settings_from_args(a: argparse.Namespace) -> BenchSettings:
     if a.quick:
         over = {"progress": not a.no_progress, "cache": a.cache, "compile_mode": a.compile}
@@ -560,12 +573,12 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--model", default="gemma3-270m", help="embedded name, Hugging Face id or local folder")
     p.add_argument("--dtype", default=None, help="bf16 (default) or fp32")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--drafters", type=_csv_strs, default=None,
+    p.add_argument("--drafters", type=_csv_specs, default=None,
                    help="labkit drafter specs, comma-separated (default: ngram,early-exit,mtp; also draft-model, "
-                        "synthetic:A, early-exit:L)")
+                        "synthetic:A, early-exit:L); a spec may carry its own ks: ngram@4,8,16,mtp@2,4")
     p.add_argument("--ks", type=_csv_ints, default=None, help="draft lengths, e.g. 0,1,2,4,8,16 (0 = plain)")
-    p.add_argument("--hf-modes", type=_csv_strs, default=None,
-                   help="transformers modes: greedy,prompt-lookup,early-exit,assistant")
+    p.add_argument("--hf-modes", type=_csv_specs, default=None,
+                   help="transformers modes: greedy,prompt-lookup,early-exit,assistant (own ks as for --drafters)")
     p.add_argument("--categories", type=_csv_strs, default=None, help=f"subset of {','.join(CATEGORIES)}")
     p.add_argument("--prompts-per-category", type=int, default=5)
     p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per run (default 128)")

@@ -186,3 +186,14 @@ def test_compiled_labkit_configurations_keep_greedy_tokens(tmp_path):
     result = run_bench(s)
     assert all(r["same_as_hf_greedy"] == 1.0 for r in result["rows"])
     assert "compiled (eager)" in format_table(result)
+
+
+def test_cli_specs_keep_their_own_ks():
+    import argparse
+
+    from labkit.bench import _csv_specs
+
+    assert _csv_specs("ngram@4,8,16,mtp@2,4,early-exit") == ("ngram@4,8,16", "mtp@2,4", "early-exit")
+    assert _csv_specs("greedy,prompt-lookup") == ("greedy", "prompt-lookup")
+    with pytest.raises(argparse.ArgumentTypeError, match="bare number 4"):
+        _csv_specs("ngram,4")
