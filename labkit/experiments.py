@@ -348,7 +348,7 @@ def train_mtp_live(target: Target, out: str, steps: int, on_step: Any = None, ch
     from pathlib import Path
 
     from .drafters.mtp import MTPConfig, MTPDrafter, MTPHead, describe_target
-    from .train_mtp import TargetParts, TrainConfig, batch_views, build_vocab, evaluate, lr_at, prepare_data, unroll
+    from .train_mtp import TargetParts, TrainConfig, build_vocab, evaluate, prepare_data, train_step
 
     cfg = TrainConfig(target=target.name, out=out, steps=steps, eval_every=eval_every, **config)
     torch.manual_seed(cfg.seed)
@@ -372,17 +372,7 @@ def train_mtp_live(target: Target, out: str, steps: int, on_step: Any = None, ch
     for step in range(steps):
         if check is not None:
             check()
-        d = chunks[int(torch.randint(len(chunks), (1,), generator=gen))]
-        rows = torch.randperm(d["ids"].shape[0], generator=gen)[: cfg.train_batch]
-        for group in opt.param_groups:
-            group["lr"] = lr_at(cfg, step)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=getattr(cfg, "autocast", False)):
-            loss, _ = unroll(head, batch_views(d, rows, parts, c, cfg.unroll), parts, cfg.unroll, cfg.reg_weight,
-                             h_scale)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
-        opt.step()
+        loss, _ = train_step(head, opt, chunks, parts, c, cfg, step, gen, h_scale)
         history.append({"step": step + 1, "loss": loss.item()})
         acc = held_out(step + 1) if (step + 1) % eval_every == 0 or step + 1 == steps else None
         if on_step is not None:

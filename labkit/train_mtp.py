@@ -367,6 +367,23 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
+def train_step(head: Any, opt: torch.optim.Optimizer, chunks: list[dict[str, Any]], parts: Any, c: Any,
+               cfg: Any, step: int, gen: torch.Generator, h_scale: float) -> tuple[torch.Tensor, dict[str, Any]]:
+    """One optimizer step on a random batch of one data chunk (shared by `labkit train-mtp` and notebook 07)."""
+    d = chunks[int(torch.randint(len(chunks), (1,), generator=gen))]
+    rows = torch.randperm(d["ids"].shape[0], generator=gen)[: cfg.train_batch]
+    for group in opt.param_groups:
+        group["lr"] = lr_at(cfg, step)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast):
+        loss, st = unroll(head, batch_views(d, rows, parts, c, cfg.unroll), parts, cfg.unroll, cfg.reg_weight,
+                          h_scale)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+    opt.step()
+    return loss, st
+
+
 def train(cfg: TrainConfig, target: Target | None = None, resume: bool = False, progress: bool = True
           ) -> dict[str, Any]:
     """Run (or resume) a training; returns the final state (with held-out evaluation). Deterministic per seed."""
@@ -405,17 +422,7 @@ def train(cfg: TrainConfig, target: Target | None = None, resume: bool = False, 
     t_last = time.perf_counter()
     while state["step"] < cfg.steps:
         step = state["step"]
-        d = chunks[int(torch.randint(len(chunks), (1,), generator=gen))]
-        rows = torch.randperm(d["ids"].shape[0], generator=gen)[: cfg.train_batch]
-        for group in opt.param_groups:
-            group["lr"] = lr_at(cfg, step)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast):
-            loss, st = unroll(head, batch_views(d, rows, parts, c, cfg.unroll), parts, cfg.unroll, cfg.reg_weight,
-                              h_scale)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
-        opt.step()
+        loss, st = train_step(head, opt, chunks, parts, c, cfg, step, gen, h_scale)
         state["step"] = step + 1
         now = time.perf_counter()
         state["train_seconds"] += now - t_last

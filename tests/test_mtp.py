@@ -354,3 +354,24 @@ def test_shipped_weights_on_the_embedded_model(embedded_fp32):
 def test_make_drafter_mtp_spec_names_the_weights():
     d = make_drafter("mtp")
     assert isinstance(d, MTPDrafter) and d.name == "mtp(gemma3-270m)" and d.needs_hidden
+
+
+def test_notebook_trainer_takes_the_same_steps_as_train_mtp(tmp_path):
+    """train_mtp_live (notebook 07) and `labkit train-mtp` share the step: same data, seed, steps -> same weights."""
+    from labkit.experiments import train_mtp_live
+
+    target = tiny_target()
+    kw = dict(steps=6, data_batches=1, batch_size=8, new_tokens=24, heldout_tokens=16)
+    train(tiny_cfg(tmp_path / "cli", **kw), target=target, progress=False)
+    cfg = tiny_cfg(tmp_path / "nb", **kw)
+    losses, stops = [], []
+    live = train_mtp_live(target, cfg.out, steps=6, eval_every=3, check=lambda: stops.append(1),
+                          on_step=lambda step, loss=None, acceptance=None: losses.append(loss),
+                          **{k: v for k, v in vars(cfg).items() if k not in ("target", "out", "steps", "eval_every")})
+    a = MTPDrafter.load(tmp_path / "cli" / "mtp.safetensors").head.state_dict()
+    b = live["drafter"].head.state_dict()
+    state = json.loads((tmp_path / "cli" / "state.json").read_text())
+    assert [round(h["loss"], 5) for h in state["history"]] == [round(x, 5) for x in losses[1:]]
+    # the file holds bf16: equal up to one bf16 rounding step
+    assert all(torch.allclose(a[k].float(), b[k].float(), rtol=1e-2, atol=1e-2) for k in a)
+    assert len(stops) == 6
