@@ -8,7 +8,8 @@
 Sources are the place to edit: plain Python files diff and review well; the committed .ipynb carry executed
 outputs (nbval compares against them) without widget state (it is megabytes of JavaScript per FigureWidget).
 Cell markers: ``# %%`` (code), ``# %% [markdown]`` (markdown, every line starts with "# "), optional
-``tags=["raises-exception"]`` after the marker.
+``tags=["raises-exception"]`` after the marker, and ``# %% labkit-first-cell``: the set-up cell every notebook
+shares (Colab install, widgets, device), kept once in ``src/_first_cell.py``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import nbformat
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "src"
+FIRST_CELL = "# %% labkit-first-cell"
 MARK = re.compile(r"^# %%(?P<md> \[markdown\])?(?:\s+tags=(?P<tags>\[.*\]))?\s*$")
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -45,6 +47,10 @@ def parse(path: Path) -> nbformat.NotebookNode:
         cells.append(cell)
 
     for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() == FIRST_CELL:
+            flush()
+            kind, tags, buf = "code", [], (SRC / "_first_cell.py").read_text(encoding="utf-8").splitlines()
+            continue
         m = MARK.match(line)
         if m:
             flush()
@@ -101,13 +107,13 @@ def sync_markdown(src: Path) -> bool:
 
 def main(argv: list[str]) -> int:
     if "--markdown-only" in argv:
-        for src in sorted(SRC.glob("*.py")):
+        for src in sorted(SRC.glob("[0-9]*.py")):
             if any(src.stem.startswith(p) for p in argv if not p.startswith("--")) or len(argv) == 1:
                 print(src.stem, "markdown synced" if sync_markdown(src) else "code changed: rebuild it")
         return 0
     run = "--no-run" not in argv
     picks = [a for a in argv if not a.startswith("--")]
-    for src in sorted(SRC.glob("*.py")):
+    for src in sorted(SRC.glob("[0-9]*.py")):
         if picks and not any(src.stem.startswith(p) for p in picks):
             continue
         secs = build(src, run)

@@ -14,21 +14,7 @@
 # We measure three things here: how fast this machine moves memory, how fast it multiplies matrices, and how long
 # one target forward over *k* new tokens takes for *k* = 1 … 16.
 
-# %%
-# Same first cell in every labkit notebook: on Colab install labkit and turn on widgets; pick cuda when present.
-import subprocess
-import sys
-
-if "google.colab" in sys.modules:
-    LABKIT = "git+https://github.com/YOUR-ORG/labkit"  # placeholder: this repository's URL, or "labkit" from PyPI
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", LABKIT], check=True)
-    from google.colab import output
-
-    output.enable_custom_widget_manager()
-
-from labkit.widgets import ci_scale, notebook_setup
-
-DEVICE = notebook_setup()  # "cuda" when a GPU is present, else "cpu"
+# %% labkit-first-cell
 
 # %%
 from labkit import load_target

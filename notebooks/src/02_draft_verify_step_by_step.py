@@ -18,21 +18,7 @@
 # 5. If all k survive, the forward already computed p at position k + 1: draw a **bonus** token from it.
 # 6. **Roll back** the KV cache positions of the rejected drafts.
 
-# %%
-# Same first cell in every labkit notebook: on Colab install labkit and turn on widgets; pick cuda when present.
-import subprocess
-import sys
-
-if "google.colab" in sys.modules:
-    LABKIT = "git+https://github.com/YOUR-ORG/labkit"  # placeholder: this repository's URL, or "labkit" from PyPI
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", LABKIT], check=True)
-    from google.colab import output
-
-    output.enable_custom_widget_manager()
-
-from labkit.widgets import ci_scale, notebook_setup
-
-DEVICE = notebook_setup()  # "cuda" when a GPU is present, else "cpu"
+# %% labkit-first-cell
 
 # %% [markdown]
 # ## A recorded generation

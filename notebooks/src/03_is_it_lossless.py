@@ -11,21 +11,7 @@
 #    the correct rule and for two broken ones: a verifier that accepts everything, and an argmax drafter.
 # 3. **Greedy, bf16**: near-ties between the two best tokens can flip — shown, measured and explained.
 
-# %%
-# Same first cell in every labkit notebook: on Colab install labkit and turn on widgets; pick cuda when present.
-import subprocess
-import sys
-
-if "google.colab" in sys.modules:
-    LABKIT = "git+https://github.com/YOUR-ORG/labkit"  # placeholder: this repository's URL, or "labkit" from PyPI
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", LABKIT], check=True)
-    from google.colab import output
-
-    output.enable_custom_widget_manager()
-
-from labkit.widgets import ci_scale, notebook_setup
-
-DEVICE = notebook_setup()  # "cuda" when a GPU is present, else "cpu"
+# %% labkit-first-cell
 
 # %% [markdown]
 # ## 1 · Greedy decoding in fp32: identical, token for token

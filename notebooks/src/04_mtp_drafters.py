@@ -22,21 +22,7 @@
 # labkit's `MTPDrafter` has this architecture, trained (by self-distillation, notebook 07) for the embedded
 # Gemma 3 270M; the real Gemma 4 assistants run through the same loop (last section, GPU only).
 
-# %%
-# Same first cell in every labkit notebook: on Colab install labkit and turn on widgets; pick cuda when present.
-import subprocess
-import sys
-
-if "google.colab" in sys.modules:
-    LABKIT = "git+https://github.com/YOUR-ORG/labkit"  # placeholder: this repository's URL, or "labkit" from PyPI
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", LABKIT], check=True)
-    from google.colab import output
-
-    output.enable_custom_widget_manager()
-
-from labkit.widgets import ci_scale, notebook_setup
-
-DEVICE = notebook_setup()  # "cuda" when a GPU is present, else "cpu"
+# %% labkit-first-cell
 
 # %%
 # NBVAL_IGNORE_OUTPUT

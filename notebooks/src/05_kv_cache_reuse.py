@@ -11,21 +11,7 @@
 # 2. the target runs one forward over the pending token + the *k* drafts: **k + 1 new positions** are computed;
 # 3. after verification the rejected positions are **rolled back** (the cache is cropped), in both caches.
 
-# %%
-# Same first cell in every labkit notebook: on Colab install labkit and turn on widgets; pick cuda when present.
-import subprocess
-import sys
-
-if "google.colab" in sys.modules:
-    LABKIT = "git+https://github.com/YOUR-ORG/labkit"  # placeholder: this repository's URL, or "labkit" from PyPI
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", LABKIT], check=True)
-    from google.colab import output
-
-    output.enable_custom_widget_manager()
-
-from labkit.widgets import ci_scale, notebook_setup
-
-DEVICE = notebook_setup()  # "cuda" when a GPU is present, else "cpu"
+# %% labkit-first-cell
 
 # %%
 from labkit import SpeculativeDecoder, load_target
