@@ -202,3 +202,15 @@ def test_cli_generate_writes_html(tmp_path, capsys):
                  "--max-new-tokens", "8", "--html", str(out)]) == 0
     text = out.read_text(encoding="utf-8")
     assert "lk-strip" in text and "data-tip=" in text and "Plotly" in text
+
+
+def test_summary_gives_the_two_numbers_and_says_when_it_was_live(sampled):
+    res = sampled[0]
+    n = sum(len(r.emitted) for r in res.rounds)
+    secs = sum(r.draft_seconds + r.verify_seconds for r in res.rounds)
+    after = views.summary_html(res, baseline=(n / secs) / 2)  # a baseline half as fast: 2.00x
+    assert f"<b>{n / len(res.rounds):.2f}</b> tokens per verify" in after
+    assert "<b>2.00×</b> speed of plain decoding (" in after
+    live = views.summary_html(live_rounds=list(res.rounds), baseline=(n / secs) / 2)
+    assert "<b>2.00×</b> speed of plain decoding while drawing live" in live
+    assert views.summary_html(res).count("speed") == 0  # no baseline, no speed claim
