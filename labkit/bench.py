@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from . import theory
+from .experiments import copy_bandwidth, sync, weight_bytes
 from .prompts import CATEGORIES, prompt_set
 
 DEFAULT_KS = (0, 1, 2, 3, 4, 6, 8, 12, 16)
@@ -265,17 +266,12 @@ def _hf_runner(s: BenchSettings, w: Workload, m: Method) -> Callable:
 # ----------------------------------------------------------------------------------------------- measuring
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_call(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
     """Wall seconds of ``fn()`` (device-synchronized on both ends) and its result."""
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     out = fn()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - t0, out
 
 
@@ -421,30 +417,6 @@ def theory_curves(rows: list[dict], k_max: int = 16) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------------------------- roofline
 
 
-def weight_bytes(model: Any) -> int:
-    """Bytes of weights one decoding forward reads: every parameter once (a tied embedding / LM head counted once),
-    except embedding tables that are only looked up (one row per token: e.g. Gemma 4's per-layer embeddings)."""
-    head = model.get_output_embeddings()
-    head_ptr = head.weight.data_ptr() if head is not None else None
-    lookups = {m.weight.data_ptr() for m in model.modules() if isinstance(m, torch.nn.Embedding)} - {head_ptr}
-    seen, total = set(lookups), 0
-    for p in model.parameters():
-        if p.data_ptr() not in seen:
-            seen.add(p.data_ptr())
-            total += p.numel() * p.element_size()
-    return total
-
-
-def copy_bandwidth(device: torch.device, mbytes: int = 256, repeats: int = 5) -> float:
-    """Memory-copy rate in GB/s, bytes read + bytes written, median of a few copies of an ``mbytes`` buffer."""
-    n = mbytes * 2**20 // 4
-    src = torch.ones(n, dtype=torch.float32, device=device)
-    dst = torch.empty_like(src)
-    dst.copy_(src)  # first touch: page faults stay out of the timing
-    times = [time_call(lambda: dst.copy_(src), device)[0] for _ in range(repeats)]
-    return 2 * n * 4 / statistics.median(times) / 1e9
-
-
 def add_roofline(rows: list[dict], wbytes: int) -> None:
     """Weight GB/s each row implies: tokens/s x bytes of weights a token costs when read once per token
     (speculation can exceed the copy rate: one weight read serves several tokens); and actual target forwards/s."""
@@ -505,7 +477,7 @@ def _meta(s: BenchSettings, w: Workload, threads: int, wbytes: int) -> dict[str,
             "model": w.target.name, "dtype": str(w.target.dtype), "device": str(dev), "threads": threads,
             "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
             "torch": torch.__version__, "transformers": transformers.__version__,
-            "weight_bytes": wbytes, "copy_gbps": copy_bandwidth(dev),
+            "weight_bytes": wbytes, "copy_gbps": copy_bandwidth(dev) / 1e9,
             "prompts": {c: [int(x.numel()) for x in v] for c, v in w.prompts.items()},
             "baseline": HF_GREEDY.key, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
 

@@ -88,7 +88,8 @@ def compare(target: Any, drafters: dict[str, Any], prompts: Sequence[str], k: in
 # ----------------------------------------------------------------------------- 01: what one verify forward costs
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device: timings read after it (a no-op on CPU, where work is done when the call returns)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -107,10 +108,10 @@ def time_forward(target: Any, ks: Sequence[int], context: int = 100, repeats: in
         x = ids[None, context: context + k]
         times = []
         for rep in range(repeats + 1):  # the first call of each shape warms up kernels and is not counted
-            _sync(dev)
+            sync(dev)
             t0 = time.perf_counter()
             t.model(input_ids=x, cache=cache, use_cache=True)  # logits at all k positions, like verify
-            _sync(dev)
+            sync(dev)
             if rep:
                 times.append(time.perf_counter() - t0)
             crop(cache, context)
@@ -119,8 +120,12 @@ def time_forward(target: Any, ks: Sequence[int], context: int = 100, repeats: in
 
 
 def weight_bytes(model: Any) -> int:
-    """Bytes of weights a forward reads (tied embedding / LM head counted once)."""
-    seen, total = set(), 0
+    """Bytes of weights one decoding forward reads: every parameter once (a tied embedding / LM head counted once),
+    except embedding tables that are only looked up (one row per token: e.g. Gemma 4's per-layer embeddings)."""
+    head = model.get_output_embeddings()
+    head_ptr = head.weight.data_ptr() if head is not None else None
+    lookups = {m.weight.data_ptr() for m in model.modules() if isinstance(m, torch.nn.Embedding)} - {head_ptr}
+    seen, total = set(lookups), 0
     for p in model.parameters():
         if p.data_ptr() not in seen:
             seen.add(p.data_ptr())
@@ -136,10 +141,10 @@ def copy_bandwidth(device: str | torch.device = "cpu", megabytes: int = 256, rep
     dst = torch.empty_like(src)
     best = math.inf
     for _ in range(repeats + 1):
-        _sync(dev)
+        sync(dev)
         t0 = time.perf_counter()
         dst.copy_(src)
-        _sync(dev)
+        sync(dev)
         best = min(best, time.perf_counter() - t0)
     return 2 * src.numel() / best
 
@@ -153,10 +158,10 @@ def matmul_rate(device: str | torch.device = "cpu", dtype: torch.dtype = torch.b
     b = torch.randn(n, n, device=dev).to(dtype)
     best = math.inf
     for _ in range(repeats + 1):
-        _sync(dev)
+        sync(dev)
         t0 = time.perf_counter()
         a @ b
-        _sync(dev)
+        sync(dev)
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best
 

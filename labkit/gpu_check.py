@@ -174,9 +174,9 @@ def check_sampling(rep: Report, device: torch.device, trials: int = 4000) -> Non
 
 
 def device_copy_gbps(device: torch.device, mbytes: int) -> float:
-    from .bench import copy_bandwidth
+    from .experiments import copy_bandwidth
 
-    return copy_bandwidth(device, mbytes=mbytes)
+    return copy_bandwidth(device, megabytes=mbytes) / 1e9
 
 
 def bench_table(rep: Report, args: argparse.Namespace, target: Any, assistant: Any, device: torch.device) -> dict:
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                        lambda: e2b_like_pair(device, dtype) if a.size == "e2b" else tiny_pair_on(device, dtype))
     if pair is not None:
         target, assistant = pair
-        from .bench import weight_bytes
+        from .experiments import weight_bytes
 
         rep.say(f"INFO target weights read per token: {weight_bytes(target) / 1e6:.1f} MB "
                 f"({sum(p.numel() for p in target.parameters()) / 1e6:.1f}M parameters in all)")

@@ -59,7 +59,7 @@ def test_sections_that_do_not_fit_the_budget_are_skipped(capsys):
 
 
 def test_e2b_like_shapes_build_on_the_meta_device():
-    from labkit.bench import weight_bytes
+    from labkit.experiments import weight_bytes
 
     target, assistant = gpu_check.e2b_like_pair(torch.device("meta"), torch.bfloat16)
     cfg = target.config.get_text_config()
