@@ -90,25 +90,11 @@ def e2b_like_pair(device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
     return target.eval(), assistant.eval()
 
 
-def tiny_pair_on(device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
+def tiny_pair_on(device: torch.device, dtype: torch.dtype, sliding_window: int = 8) -> tuple[Any, Any]:
     from .drafters.gemma4_assistant import tiny_gemma4_pair
 
-    t, a = tiny_gemma4_pair(vocab_size=64, seed=0)
+    t, a = tiny_gemma4_pair(vocab_size=64, seed=0, sliding_window=sliding_window)
     return t.to(device=device, dtype=dtype), a.to(device=device, dtype=dtype)
-
-
-def _tiny_gemma4_long_window(device: torch.device, dtype: torch.dtype) -> Any:
-    """tiny_gemma4_pair's target shapes (KV sharing, per-layer inputs) with a window a static cache can hold."""
-    from transformers import Gemma4ForCausalLM, Gemma4TextConfig
-
-    tc = Gemma4TextConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                          num_kv_shared_layers=2, layer_types=["sliding_attention", "full_attention"] * 2,
-                          hidden_size_per_layer_input=8, vocab_size_per_layer_input=64, num_attention_heads=2,
-                          num_key_value_heads=1, head_dim=16, global_head_dim=16, sliding_window=128,
-                          max_position_embeddings=256, initializer_range=0.2, pad_token_id=0, bos_token_id=1,
-                          eos_token_id=2)
-    torch.manual_seed(0)
-    return Gemma4ForCausalLM(tc).to(device=device, dtype=dtype).eval()
 
 
 # ----------------------------------------------------------------------------------------------- correctness
@@ -302,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         if result:
             report_bandwidth(rep, result)
         if not a.no_compile:  # tiny Gemma 4's sliding window (8) is too short for a static cache
-            model = target if a.size == "e2b" else _tiny_gemma4_long_window(device, dtype)
+            model = target if a.size == "e2b" else tiny_pair_on(device, dtype, sliding_window=128)[0]
             rep.section("compile / CUDA-graph path", lambda: compile_path(rep, a, model, device), need_s=45)
     rep.say(f"done: {len(rep.failures)} failed" + (f" ({', '.join(rep.failures)})" if rep.failures else ""))
     return 1 if rep.failures else 0
