@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Containers and CI often run as root: apt-get needs no sudo there, and JupyterLab refuses root without --allow-root.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+LAB_ARGS := $(if $(SUDO),,--allow-root)
 
 .PHONY: setup prepare lab test lint clean
 
@@ -22,13 +25,12 @@ prepare: $(STAMP)
 setup: prepare
 
 lab: setup
-	$(BIN)/jupyter lab notebooks/00_quickstart.ipynb
+	$(BIN)/jupyter lab $(LAB_ARGS) notebooks/00_quickstart.ipynb
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# The browser test drives JupyterLab in Debian's chromium (playwright cannot download browsers here); CI is root.
-SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+# The browser test drives JupyterLab in Debian's chromium (playwright cannot download browsers here).
 /usr/bin/chromium:
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium
 
