@@ -138,3 +138,51 @@ HELDOUT = [
     "In physics, energy is",
     "The village festival takes place every summer and",
 ]
+
+# ---------------------------------------------------------------------------------------------------- at scale
+# 95 hand-written seeds are too few for hundreds of thousands of positions: greedy continuations of one seed are
+# identical, so data would repeat. Formats x topics give ~1,000 more, a share of them in Gemma's chat format (what
+# people feed an instruction-tuned Gemma); the topics avoid the held-out and evaluation subjects.
+
+TOPICS = [
+    "volcanoes", "the water cycle", "solar panels", "honey bees", "the Roman Empire", "chess openings",
+    "public transport", "recycling plastic", "the human heart", "black holes", "coffee farming", "electric cars",
+    "the Great Wall of China", "migrating birds", "compound interest", "vaccines", "the printing of money",
+    "coral reefs", "desert plants", "the Olympic Games", "jazz music", "bread baking", "earthquakes", "glaciers",
+    "the stock market", "sleep and memory", "ancient Egypt", "wind turbines", "the immune system", "tea ceremonies",
+    "recursion in programming", "database indexes", "version control with git", "unit testing", "binary numbers",
+    "regular expressions", "sorting algorithms", "web servers", "spreadsheets", "password security",
+    "the moon landing", "photosynthesis in algae", "rainforests", "sharks", "the Silk Road", "origami",
+    "gardening in small spaces", "marathon training", "budget travel", "learning to swim", "first aid",
+    "composting", "the French language", "board games", "renewable energy", "time zones", "the metric system",
+    "thunderstorms", "penguins", "the internet", "medieval castles", "dinosaurs", "paper making", "bicycles",
+]
+
+FORMATS = [
+    "User: Can you tell me something interesting about {t}?\nAssistant:",
+    "User: Explain {t} to a ten-year-old.\nAssistant:",
+    "User: What are common misconceptions about {t}?\nAssistant:",
+    "<start_of_turn>user\nGive me a short overview of {t}.<end_of_turn>\n<start_of_turn>model\n",
+    "<start_of_turn>user\nWrite three quiz questions about {t}, with answers.<end_of_turn>\n<start_of_turn>model\n",
+    "<start_of_turn>user\nWhy should I care about {t}?<end_of_turn>\n<start_of_turn>model\n",
+    "Question: What is the most important fact about {t}?\nAnswer:",
+    "Q: How would you describe {t} in one paragraph?\nA:",
+    "Encyclopedia entry: {t}\n\n",
+    "Lecture notes on {t}\n\nIntroduction\n",
+    "Five facts about {t}:\n1.",
+    "A short story that involves {t}:\n\n",
+    "Blog post: What I learned about {t} this year\n\n",
+    "Summary of a documentary about {t}:",
+    "Translate English to French.\nEnglish: I read an article about {t} yesterday.\nFrench:",
+    "Translate English to Spanish.\nEnglish: My teacher talked about {t} today.\nSpanish:",
+    "# A Python script that prints facts about {t}\nfacts = [\n",
+    "Frequently asked questions about {t}\n\nQ:",
+]
+
+
+def generated_prompts() -> list[str]:
+    """Every format with every topic, in a fixed order (the caller shuffles with its own seed)."""
+    return [f.format(t=t) for t in TOPICS for f in FORMATS]
+
+
+TRAIN_AT_SCALE = TRAIN + generated_prompts()

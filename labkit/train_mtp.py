@@ -53,6 +53,7 @@ class TrainConfig:
     new_tokens: int = 128
     temperatures: tuple[float, ...] = (0.0, 0.7, 1.0, 0.5)  # cycled over data batches
     heldout_tokens: int = 96
+    greedy_prefix: int = 8  # greedy shards: each row samples its first 0..greedy_prefix new tokens at T = 1
     vocab: int = 4096  # reduced vocabulary: the most frequent tokens of the generated text (+ context tokens)
     layers: int = 2
     hidden: int | None = None  # head width (default: the target's)
@@ -75,8 +76,12 @@ class TrainConfig:
 
 @torch.inference_mode()
 def self_generate(target: Target, prompts: list[list[int]], new_tokens: int, temperature: float,
-                  seed: int, progress: bool = True, desc: str = "generate") -> dict[str, torch.Tensor]:
+                  seed: int, progress: bool = True, desc: str = "generate",
+                  sampled_prefix: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The target continues every prompt at once (left-padded); returns what training needs, on the CPU.
+
+    ``sampled_prefix`` [B]: with temperature 0, row b draws its first ``sampled_prefix[b]`` new tokens at T = 1 and
+    continues greedily (greedy continuations of one seed would otherwise be identical copies).
 
     ids [B, S], start [B] (first real token), hidden [B, S, H], top_ids/top_p [B, S, TOP] (the target's next-token
     distribution at each position; valid from the last prompt token on), kv.<type>.k / .v [B, kv_heads, S, hd].
@@ -113,9 +118,12 @@ def self_generate(target: Target, prompts: list[list[int]], new_tokens: int, tem
 
     logits = record(forward(ids, attn))
     seq = [ids]
-    for _ in tqdm(range(new_tokens), desc=desc, disable=not progress, leave=False):
+    for step in tqdm(range(new_tokens), desc=desc, disable=not progress, leave=False):
         if temperature == 0:
             nxt = logits.argmax(-1, keepdim=True)
+            if sampled_prefix is not None and bool((sampled_prefix > step).any()):
+                drawn = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)
+                nxt = torch.where((sampled_prefix > step)[:, None].to(nxt.device), drawn, nxt)
         else:
             nxt = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=gen)
         nxt = nxt.cpu()
@@ -144,9 +152,9 @@ def seed_prompts(target: Target, heldout: bool, count: int, seed: int) -> list[l
         V = target.vocab_size
         return [torch.randint(3, V, (int(torch.randint(4, 12, (1,), generator=g)),), generator=g).tolist()
                 for _ in range(count)]
-    from .mtp_seeds import HELDOUT, TRAIN
+    from .mtp_seeds import HELDOUT, TRAIN_AT_SCALE
 
-    texts = HELDOUT if heldout else TRAIN
+    texts = HELDOUT if heldout else TRAIN_AT_SCALE
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(texts), generator=g).tolist()
     return [target.tokenizer(texts[order[i % len(texts)]])["input_ids"] for i in range(count)]
@@ -338,18 +346,34 @@ def prepare_data(cfg: TrainConfig, target: Target, out: Path, progress: bool) ->
     """Generate (or reload) the training chunks and the held-out set; returns them and the seconds spent."""
     from safetensors.torch import load_file, save_file
 
+    from tqdm.auto import tqdm
+
     t0 = time.perf_counter()
     (out / "data").mkdir(parents=True, exist_ok=True)
     chunks = []
-    for i in range(cfg.data_batches):
-        path = out / "data" / f"train-{i}.safetensors"
+    paths = [out / "data" / f"train-{i}.safetensors" for i in range(cfg.data_batches)]
+    done = sum(p.exists() for p in paths)
+    per_shard = cfg.batch_size * (cfg.new_tokens + 1)
+    # One shard per batch, written atomically: an interrupted run resumes at the first missing shard.
+    bar = tqdm(total=cfg.data_batches * per_shard, initial=done * per_shard, unit="pos", unit_scale=True,
+               desc="self-distillation data", disable=not progress or done == cfg.data_batches)
+    for i, path in enumerate(paths):
         if not path.exists():
-            prompts = seed_prompts(target, False, cfg.batch_size, cfg.seed * 1000 + i)
+            seed = cfg.seed * 1000 + i
+            prompts = seed_prompts(target, False, cfg.batch_size, seed)
             temp = cfg.temperatures[i % len(cfg.temperatures)]
-            d = self_generate(target, prompts, cfg.new_tokens, temp, cfg.seed * 1000 + i, progress,
-                              desc=f"data {i + 1}/{cfg.data_batches} (T={temp})")
-            save_file(d, str(path), metadata={"temperature": str(temp)})
+            prefix = None
+            if temp == 0 and cfg.greedy_prefix > 0:
+                prefix = torch.randint(0, cfg.greedy_prefix + 1, (len(prompts),),
+                                       generator=torch.Generator().manual_seed(seed))
+            d = self_generate(target, prompts, cfg.new_tokens, temp, seed, progress,
+                              desc=f"shard {i + 1}/{cfg.data_batches} (T={temp})", sampled_prefix=prefix)
+            tmp = path.with_suffix(".tmp")
+            save_file(d, str(tmp), metadata={"temperature": str(temp), "greedy_prefix": str(cfg.greedy_prefix)})
+            os.replace(tmp, path)
+            bar.update(per_shard)
         chunks.append(load_file(str(path)))
+    bar.close()
     path = out / "data" / "heldout.safetensors"
     if not path.exists():
         n = 16 if target.tokenizer is not None else 8
@@ -369,7 +393,11 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 def train_step(head: Any, opt: torch.optim.Optimizer, chunks: list[dict[str, Any]], parts: Any, c: Any,
                cfg: Any, step: int, gen: torch.Generator, h_scale: float) -> tuple[torch.Tensor, dict[str, Any]]:
-    """One optimizer step on a random batch of one data chunk (shared by `labkit train-mtp` and notebook 07)."""
+    """One optimizer step on a random batch of one data chunk (shared by `labkit train-mtp` and notebook 07).
+
+    The batch depends on (seed, step) only, so a resumed run draws exactly the batches of an uninterrupted one.
+    """
+    gen.manual_seed(cfg.seed * 1_000_003 + step)
     d = chunks[int(torch.randint(len(chunks), (1,), generator=gen))]
     rows = torch.randperm(d["ids"].shape[0], generator=gen)[: cfg.train_batch]
     for group in opt.param_groups:
@@ -384,9 +412,12 @@ def train_step(head: Any, opt: torch.optim.Optimizer, chunks: list[dict[str, Any
     return loss, st
 
 
-def train(cfg: TrainConfig, target: Target | None = None, resume: bool = False, progress: bool = True
-          ) -> dict[str, Any]:
-    """Run (or resume) a training; returns the final state (with held-out evaluation). Deterministic per seed."""
+def train(cfg: TrainConfig, target: Target | None = None, resume: bool = False, progress: bool = True,
+          data_only: bool = False) -> dict[str, Any]:
+    """Run (or resume) a training; returns the final state (with held-out evaluation). Deterministic per seed.
+
+    ``data_only``: generate (or complete) the data shards and return their size without training.
+    """
     from tqdm.auto import tqdm
 
     from .models import load_target
@@ -395,16 +426,19 @@ def train(cfg: TrainConfig, target: Target | None = None, resume: bool = False, 
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     started = (out / "state.json").exists() or (out / "data").exists()
-    if started and not resume:
+    if started and not resume and not data_only:  # adding shards to a data folder is always a resume
         raise ValueError(f"--out: {out} already holds a training run; pass --resume to continue it, "
                          "or choose another folder")
-    if resume and not started:
+    if resume and not started and not data_only:
         raise ValueError(f"--resume: {out} holds no training run to resume; drop --resume to start one")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     if target is None:
         target = load_target(cfg.target, dtype=cfg.dtype, progress=progress)
     chunks, heldout, data_s = prepare_data(cfg, target, out, progress)
+    if data_only:
+        return {"data_seconds": round(data_s, 1), "shards": len(chunks),
+                "positions": sum(d["ids"].shape[0] * (d["ids"].shape[1] - int(d["prompt_len"]) + 1) for d in chunks)}
 
     vocab_ids = build_vocab(chunks, cfg.vocab, target.vocab_size)
     c = MTPConfig.for_target(target.model, layers=cfg.layers, hidden=cfg.hidden, intermediate=cfg.intermediate)
@@ -416,7 +450,7 @@ def train(cfg: TrainConfig, target: Target | None = None, resume: bool = False, 
         state = load_checkpoint(out, head, opt)
         state["data_seconds"] = state.get("data_seconds", 0.0) + data_s
     h_scale = float(torch.cat([d["hidden"].float().pow(2).mean().reshape(1) for d in chunks]).mean())
-    gen = torch.Generator().manual_seed(cfg.seed + state["step"])  # batch order: reproducible on resume too
+    gen = torch.Generator()  # reseeded per step by train_step
 
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="train-mtp", disable=not progress)
     t_last = time.perf_counter()
@@ -468,6 +502,8 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="folder for data, checkpoints and the trained mtp.safetensors")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--data-only", action="store_true",
+                   help="only generate the data shards (hours for 300k+ positions on 2 cores; resumable)")
     p.add_argument("--data-batches", type=int, default=d.data_batches)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="sequences generated in parallel")
     p.add_argument("--new-tokens", type=int, default=d.new_tokens)
@@ -492,7 +528,11 @@ def _cmd(args: argparse.Namespace) -> int:
                       vocab=args.vocab, layers=args.layers, hidden=args.hidden, intermediate=args.intermediate,
                       unroll=args.unroll, train_batch=args.train_batch, lr=args.lr, eval_every=args.eval_every,
                       checkpoint_every=args.checkpoint_every, threads=args.threads)
-    summary = train(cfg, resume=args.resume)
+    summary = train(cfg, resume=args.resume, data_only=args.data_only)
+    if args.data_only:
+        print(f"data in {Path(args.out) / 'data'}: {summary['shards']} shards, {summary['positions']:,} positions "
+              f"({summary['data_seconds']}s this run)")
+        return 0
     ev = summary["heldout"]
     print(f"wrote {Path(args.out) / 'mtp.safetensors'}: {summary['steps']} steps, data {summary['data_seconds']}s, "
           f"training {summary['train_seconds']}s; held-out greedy tokens/verify "
