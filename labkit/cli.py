@@ -29,7 +29,7 @@ def _add_sampling(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .models import prepare_embedded
+    from labkit.models.embedded import prepare_embedded
 
     t0 = time.perf_counter()
     path = prepare_embedded(args.model, progress=True)
@@ -38,9 +38,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from . import SpeculativeDecoder, load_target
-    from .drafters import make_drafter
-    from .render import LEGEND, ansi, token_spans
+    from labkit import SpeculativeDecoder, load_target
+    from labkit.drafters import make_drafter
+    from labkit.lab.render import LEGEND, ansi, token_spans
 
     target = load_target(args.model, dtype=args.dtype, device=args.device, progress=not args.json)
     drafter = make_drafter(args.drafter, target)
@@ -48,7 +48,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = dec.generate(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                        top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     if getattr(args, "html", None):
-        from .views import save_html  # arrives with the notebook components
+        from labkit.lab.views import save_html  # arrives with the notebook components
 
         save_html(out, target.tokenizer, args.html)
     if args.json:
@@ -67,8 +67,8 @@ def demo_rows(target: Any, ks: list[int], max_new_tokens: int, repeats: int, dra
     """Median tok/s per k (k = 0 is plain decoding through the same loop), measured side by side."""
     from tqdm.auto import tqdm
 
-    from . import SpeculativeDecoder
-    from .drafters import make_drafter
+    from labkit import SpeculativeDecoder
+    from labkit.drafters import make_drafter
 
     prompts = prompts or DEMO_PROMPTS
     drafter = make_drafter(drafter_spec, target)
@@ -99,7 +99,7 @@ def demo_rows(target: Any, ks: list[int], max_new_tokens: int, repeats: int, dra
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from . import load_target
+    from labkit import load_target
 
     target = load_target(args.model, dtype=args.dtype, device=args.device, progress=not args.json)
     ks = sorted({0, *[int(x) for x in args.ks.split(",")]})
@@ -154,7 +154,7 @@ def _load_extras() -> None:
     import importlib
 
     _EXTRA.clear()  # main() may run more than once in a process (tests)
-    for mod in ("labkit.bench", "labkit.train_mtp"):
+    for mod in ("labkit.measure.bench", "labkit.training.train_mtp"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:

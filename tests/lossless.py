@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from scipy.stats import chisquare
 
-from labkit.sampling import SamplingConfig, warp
+from labkit.core.sampling import SamplingConfig, warp
 
 DRAWS = 20_000
 ALPHA = 1e-3  # false-alarm rate per test; seeds are fixed, so a pass or a fail is reproducible

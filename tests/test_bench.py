@@ -7,8 +7,8 @@ import statistics
 
 import pytest
 
-from labkit import theory
-from labkit.bench import (
+from labkit.measure import theory
+from labkit.measure.bench import (
     HF_GREEDY,
     LABKIT_PLAIN,
     Method,
@@ -19,7 +19,7 @@ from labkit.bench import (
     summarize,
     theory_curves,
 )
-from labkit.bench_report import CSV_COLUMNS, format_table
+from labkit.measure.report import CSV_COLUMNS, format_table
 
 CATS = ("code", "qa")
 
@@ -164,7 +164,7 @@ def test_cli_quick(tmp_path, capsys):
 
 
 def test_spec_may_carry_its_own_ks():
-    from labkit.bench import Workload, plan
+    from labkit.measure.bench import Workload, plan
 
     s = quick_settings(ks=(0, 2, 4), drafters=("ngram", "early-exit:1@1"), hf_modes=("greedy", "prompt-lookup@3"))
     keys = [m.key for m in plan(s, Workload(target=None, prompts={}, assistant=None))]
@@ -191,7 +191,7 @@ def test_compiled_labkit_configurations_keep_greedy_tokens(tmp_path):
 def test_cli_specs_keep_their_own_ks():
     import argparse
 
-    from labkit.bench import _csv_specs
+    from labkit.measure.bench import _csv_specs
 
     assert _csv_specs("ngram@4,8,16,mtp@2,4,early-exit") == ("ngram@4,8,16", "mtp@2,4", "early-exit")
     assert _csv_specs("greedy,prompt-lookup") == ("greedy", "prompt-lookup")

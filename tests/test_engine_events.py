@@ -116,8 +116,8 @@ def test_string_prompt_needs_tokenizer(pair):
 
 
 def test_ngram_proposes_continuation():
+    from labkit.core.sampling import Sampler, SamplingConfig
     from labkit.drafters.base import DraftContext
-    from labkit.sampling import Sampler, SamplingConfig
 
     ids = torch.tensor([7, 1, 2, 3, 4, 9, 1, 2, 3])
     ctx = DraftContext(ids, None, None, None, 0)

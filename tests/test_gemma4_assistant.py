@@ -15,13 +15,15 @@ import pytest
 import torch
 
 from labkit import SpeculativeDecoder, tiny_model
+from labkit.core.kvcache import new_cache
+from labkit.core.sampling import Sampler, SamplingConfig
 from labkit.drafters.base import DraftContext
-from labkit.drafters.gemma4_assistant import AssistantNotAvailableError, Gemma4AssistantDrafter, tiny_gemma4_pair
-from labkit.drafters.mtp import MTPDrafter, MTPWeightsError
-from labkit.kvcache import new_cache
-from labkit.models import Target, as_target
-from labkit.sampling import Sampler, SamplingConfig
-from labkit.train_mtp import self_generate
+from labkit.drafters.gemma4_assistant import AssistantNotAvailableError, Gemma4AssistantDrafter
+from labkit.drafters.mtp.drafter import MTPDrafter
+from labkit.drafters.mtp.weights import MTPWeightsError
+from labkit.models.load import Target, as_target
+from labkit.models.tiny import tiny_gemma4_pair
+from labkit.training.train_mtp import self_generate
 from lossless import ALPHA, DRAWS, chi2_pvalue, draw_two_tokens, exact_two_tokens
 
 PROMPTS = [[1, 5, 7, 9, 3, 4, 6, 8, 10, 11, 12, 13, 14], [1, 20, 21, 22, 20, 21], [1, 30, 9, 9, 14, 27, 3]]
@@ -216,7 +218,7 @@ def test_offline_assistant_id_is_one_clear_line(tmp_path):
 
 
 def test_offline_error_is_a_value_error_and_a_model_not_available_error(tmp_path, monkeypatch):
-    from labkit.models import ModelNotAvailableError
+    from labkit.models.load import ModelNotAvailableError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(AssistantNotAvailableError) as e:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from labkit import gpu_check
+from labkit.measure import gpu_check
 
 # A budget no loaded machine runs out of: this test checks that every section runs, not how fast.
 TINY = ["--device", "cpu", "--size", "tiny", "--compile-mode", "eager", "--ks", "0,2", "--max-new-tokens", "16",
@@ -43,7 +43,7 @@ def test_tiny_cpu_run_passes_every_section(tiny_run):
 
 
 def test_a_broken_acceptance_rule_fails_the_check(monkeypatch, capsys):
-    from labkit import acceptance
+    from labkit.core import acceptance
 
     monkeypatch.setattr(acceptance, "sampling_verify", acceptance.accept_all_verify)
     rep = gpu_check.Report(budget_s=60)
@@ -59,7 +59,7 @@ def test_sections_that_do_not_fit_the_budget_are_skipped(capsys):
 
 
 def test_e2b_like_shapes_build_on_the_meta_device():
-    from labkit.experiments import weight_bytes
+    from labkit.measure.timing import weight_bytes
 
     target, assistant = gpu_check.e2b_like_pair(torch.device("meta"), torch.bfloat16)
     cfg = target.config.get_text_config()

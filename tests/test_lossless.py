@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from labkit import SpeculativeDecoder, tiny_model
-from labkit.acceptance import accept_all_verify
+from labkit.core.acceptance import accept_all_verify
+from labkit.core.sampling import SamplingConfig
 from labkit.drafters import DraftModelDrafter, EarlyExitDrafter, NGramDrafter, SyntheticDrafter
-from labkit.sampling import SamplingConfig
 from lossless import ALPHA, chi2_pvalue, draw_two_tokens, exact_two_tokens
 
 V = 8

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from labkit import SpeculativeDecoder, tiny_model
+from labkit.core.sampling import SamplingConfig
 from labkit.drafters import make_drafter
-from labkit.drafters.mtp import MTPDrafter, MTPWeightsError
-from labkit.models import Target, as_target
-from labkit.prompts import prompt_set
-from labkit.sampling import SamplingConfig
-from labkit.train_mtp import TrainConfig, train
+from labkit.drafters.mtp.drafter import MTPDrafter
+from labkit.drafters.mtp.weights import MTPWeightsError
+from labkit.measure.prompts import prompt_set
+from labkit.models.load import Target, as_target
+from labkit.training.train_mtp import TrainConfig, train
 from lossless import ALPHA, DRAWS, chi2_pvalue, draw_two_tokens, exact_two_tokens
 
 PROMPTS = [[1, 5, 7, 9, 3, 4, 6, 8, 10, 11, 12], [1, 20, 21, 22, 20, 21], [1, 30, 2, 9, 9, 9, 14, 27, 3, 8, 17, 6, 5]]
@@ -166,7 +167,7 @@ def test_cli_registers_and_reports_errors_in_one_line(tmp_path):
 
 
 def test_seed_prompts_are_not_evaluation_prompts():
-    from labkit.mtp_seeds import HELDOUT, TRAIN
+    from labkit.training.seeds import HELDOUT, TRAIN
 
     evaluation = [p for ps in prompt_set().values() for p in ps]
     for seed in TRAIN + HELDOUT:
@@ -358,7 +359,7 @@ def test_make_drafter_mtp_spec_names_the_weights():
 
 def test_notebook_trainer_takes_the_same_steps_as_train_mtp(tmp_path):
     """train_mtp_live (notebook 07) and `labkit train-mtp` share the step: same data, seed, steps -> same weights."""
-    from labkit.experiments import train_mtp_live
+    from labkit.lab.experiments import train_mtp_live
 
     target = tiny_target()
     kw = dict(steps=6, data_batches=1, batch_size=8, new_tokens=24, heldout_tokens=16)

@@ -71,7 +71,7 @@ def test_unknown_model_name(name):
 
 
 def test_unreachable_hub_id_is_one_clear_line(monkeypatch, tmp_path):
-    from labkit.models import ModelNotAvailableError
+    from labkit.models.load import ModelNotAvailableError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))

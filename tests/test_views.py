@@ -8,10 +8,12 @@ from collections import Counter
 
 import pytest
 
-from labkit import SpeculativeDecoder, figures, tiny_pair, views, widgets
+from labkit import SpeculativeDecoder, tiny_pair
 from labkit.drafters import DraftModelDrafter, NGramDrafter
-from labkit.experiments import chi_square, estimate_alpha_c, first_divergence, sweep_point
-from labkit.render import round_spans
+from labkit.lab import figures, views, widgets
+from labkit.lab.lossless import chi_square, first_divergence
+from labkit.lab.render import round_spans
+from labkit.measure.sweep import estimate_alpha_c, sweep_point
 
 
 @pytest.fixture(scope="module")
@@ -175,8 +177,8 @@ def test_experiment_helpers(sampled):
 
 def test_replay_logits_reproduce_each_runs_choice():
     from labkit import plain_decoder
-    from labkit.experiments import replay_logits, tie_report
-    from labkit.models import as_target
+    from labkit.lab.lossless import replay_logits, tie_report
+    from labkit.models.load import as_target
 
     target, draft = tiny_pair(vocab_size=32, seed=0)
     t = as_target(target)

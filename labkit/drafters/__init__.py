@@ -1,10 +1,10 @@
 """Drafters: everything that proposes tokens for the target to verify. All implement ``base.Drafter``."""
 
-from .base import DraftContext, Drafter, Proposal
-from .draft_model import DraftModelDrafter
-from .early_exit import EarlyExitDrafter
-from .ngram import NGramDrafter
-from .synthetic import SyntheticDrafter
+from labkit.drafters.base import DraftContext, Drafter, Proposal
+from labkit.drafters.draft_model import DraftModelDrafter
+from labkit.drafters.early_exit import EarlyExitDrafter
+from labkit.drafters.ngram import NGramDrafter
+from labkit.drafters.synthetic import SyntheticDrafter
 
 __all__ = ["DraftContext", "Drafter", "Proposal", "DraftModelDrafter", "EarlyExitDrafter", "NGramDrafter",
            "SyntheticDrafter"]
@@ -27,13 +27,13 @@ def make_drafter(spec: str | None, target=None) -> Drafter | None:
     if kind in ("draft-model", "draft_model"):
         if not arg:
             raise ValueError("drafter: 'draft-model' needs a model, e.g. draft-model:google/gemma-3-270m")
-        from ..models import load_target
+        from labkit.models.load import load_target
 
         dtype = target.dtype if target is not None else None
         device = target.device if target is not None else None
         return DraftModelDrafter(load_target(arg, dtype=dtype, device=device))
     if kind == "mtp":
-        from .mtp import MTPDrafter  # noqa: PLC0415  (arrives with the MTP drafter)
+        from labkit.drafters.mtp.drafter import MTPDrafter  # noqa: PLC0415  (arrives with the MTP drafter)
 
         return MTPDrafter.pretrained(arg or "gemma3-270m")
     raise ValueError(

@@ -11,11 +11,13 @@ from typing import Any
 
 import torch
 
-from ..models import Target
-from ..sampling import Sampler
+from labkit.core.sampling import Sampler
+from labkit.models.load import Target
 
 
 @dataclass
+
+
 class DraftContext:
     ids: torch.Tensor  # [L] every committed token (prompt + generated); the last one is not yet in the target cache
     target: Target
@@ -25,6 +27,8 @@ class DraftContext:
 
 
 @dataclass
+
+
 class Proposal:
     tokens: torch.Tensor  # [k'] long, k' <= k, on the target's device
     q: torch.Tensor | None = None  # [k', V] warped drafter probabilities; None = a deterministic proposal

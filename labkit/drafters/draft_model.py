@@ -6,10 +6,10 @@ from typing import Any
 
 import torch
 
-from ..kvcache import cache_len, crop, new_cache
-from ..models import Target, as_target
-from ..sampling import Sampler
-from .base import DraftContext, Drafter, Proposal, empty_proposal
+from labkit.core.kvcache import cache_len, crop, new_cache
+from labkit.core.sampling import Sampler
+from labkit.drafters.base import DraftContext, Drafter, Proposal, empty_proposal
+from labkit.models.load import Target, as_target
 
 
 class DraftModelDrafter(Drafter):

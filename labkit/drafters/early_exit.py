@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ..models import Target, shallow_copy_model
-from .draft_model import DraftModelDrafter
+from labkit.drafters.draft_model import DraftModelDrafter
+from labkit.models.load import Target
+from labkit.models.tiny import shallow_copy_model
 
 
 class EarlyExitDrafter(DraftModelDrafter):

@@ -20,10 +20,11 @@ from typing import Any
 
 import torch
 
-from ..models import ModelNotAvailableError, Target
-from ..sampling import Sampler
-from .base import DraftContext, Drafter, Proposal, empty_proposal
-from .mtp import MTPWeightsError, kv_source_layers, target_kv, text_config
+from labkit.core.sampling import Sampler
+from labkit.drafters.base import DraftContext, Drafter, Proposal, empty_proposal
+from labkit.drafters.mtp.weights import MTPWeightsError
+from labkit.models.geometry import kv_source_layers, target_kv, text_config
+from labkit.models.load import ModelNotAvailableError, Target
 
 
 class AssistantNotAvailableError(ModelNotAvailableError, ValueError):
@@ -116,44 +117,3 @@ def _not_available(name: str) -> AssistantNotAvailableError:
         f"assistant: cannot load {name!r}: not in the local Hugging Face cache and the hub is unreachable (offline). "
         f"Download it once with internet (huggingface-cli download {name}), or pass a local folder or a loaded "
         "Gemma4AssistantForCausalLM")
-
-
-# ---------------------------------------------------------------------------------------------- tiny test models
-
-
-def tiny_gemma4_pair(vocab_size: int = 32, seed: int = 0, dtype: torch.dtype = torch.float32,
-                     centroids: int | None = None, layers: int = 4, sliding_window: int = 8) -> tuple[Any, Any]:
-    """A tiny random Gemma 4 target and an assistant for it (2 layers, sliding + full), built from configs.
-
-    ``sliding_window=8`` makes short tests roll back past the window; a static cache needs one longer than the run.
-
-    ``layers=4``: as in E2B, the last 2 target layers reuse shared K/V and every layer gets per-layer inputs;
-    ``layers=2``: no sharing (cheaper, for long statistical tests). With ``centroids``, the assistant scores only
-    the tokens of its top clusters, as the E2B/E4B assistants do (token order: a seeded permutation).
-    """
-    from transformers import Gemma4AssistantConfig, Gemma4AssistantForCausalLM, Gemma4ForCausalLM, Gemma4TextConfig
-
-    common = dict(vocab_size=vocab_size, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
-                  global_head_dim=16, sliding_window=sliding_window, max_position_embeddings=256, initializer_range=0.2,
-                  pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    if layers not in (2, 4):
-        raise ValueError(f"layers: must be 2 or 4, got {layers!r}")
-    tc = Gemma4TextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-                          num_kv_shared_layers=layers - 2, layer_types=["sliding_attention", "full_attention"] * (
-                              layers // 2), hidden_size_per_layer_input=8 if layers == 4 else 0,
-                          vocab_size_per_layer_input=vocab_size if layers == 4 else 0, **common)
-    ac = Gemma4AssistantConfig(
-        text_config=Gemma4TextConfig(hidden_size=24, intermediate_size=48, num_hidden_layers=2,
-                                     layer_types=["sliding_attention", "full_attention"],
-                                     hidden_size_per_layer_input=0, vocab_size_per_layer_input=0, **common),
-        backbone_hidden_size=32, use_ordered_embeddings=bool(centroids), num_centroids=centroids or 2,
-        centroid_intermediate_top_k=max(1, (centroids or 2) // 2))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        target = Gemma4ForCausalLM(tc)
-        assistant = Gemma4AssistantForCausalLM(ac)
-        if centroids:
-            assistant.masked_embedding.token_ordering.copy_(torch.randperm(vocab_size))
-    target.generation_config.eos_token_id = None  # stop only at max_new_tokens, like labkit's tiny Gemma 3
-    assistant.generation_config.num_assistant_tokens = 4  # transformers' generate needs it (hub configs set it)
-    return target.to(dtype).eval(), assistant.to(dtype).eval()

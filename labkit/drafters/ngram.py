@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..sampling import Sampler
-from .base import DraftContext, Drafter, Proposal, empty_proposal
+from labkit.core.sampling import Sampler
+from labkit.drafters.base import DraftContext, Drafter, Proposal, empty_proposal
 
 
 class NGramDrafter(Drafter):

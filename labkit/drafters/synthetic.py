@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from ..models import Target
-from ..sampling import Sampler
-from .base import DraftContext
-from .draft_model import DraftModelDrafter
+from labkit.core.sampling import Sampler
+from labkit.drafters.base import DraftContext
+from labkit.drafters.draft_model import DraftModelDrafter
+from labkit.models.load import Target
 
 
 class SyntheticDrafter(DraftModelDrafter):

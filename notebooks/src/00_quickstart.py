@@ -65,7 +65,7 @@ print(f"plain decoding: {N} tokens, {len(plain.rounds)} target forwards")
 # drafting vs verifying per round, and the target's KV cache.
 
 # %%
-from labkit.widgets import LiveDashboard
+from labkit.lab.widgets import LiveDashboard
 
 dash = LiveDashboard(target.tokenizer, prompt=prompt, title="prompt lookup, k = 4", baseline=plain)
 display(dash)
@@ -86,7 +86,7 @@ result = decoder.generate(prompt, max_new_tokens=N)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from labkit.experiments import decode_tps
+from labkit.measure.sweep import decode_tps
 
 timed = SpeculativeDecoder(target, NGramDrafter(3), k=4).generate(prompt, max_new_tokens=N)  # no hooks: no drawing
 assert timed.token_ids == result.token_ids  # hooks observe, they never change the result
@@ -109,7 +109,7 @@ result.to_dataframe()[["index", "drafted", "accepted", "next_kind", "emitted", "
 # sharing. The command line does the same: `labkit generate "..." --drafter ngram --html out.html`.
 
 # %%
-from labkit.views import save_html
+from labkit.lab.views import save_html
 
 path = save_html(result, target.tokenizer, "build/quickstart.html", baseline=plain)
 print("wrote", path)

@@ -18,7 +18,7 @@
 
 # %%
 from labkit import load_target
-from labkit.experiments import copy_bandwidth, matmul_rate, time_forward, weight_bytes
+from labkit.measure.timing import copy_bandwidth, matmul_rate, time_forward, weight_bytes
 
 target = load_target("gemma3-270m", device=DEVICE)  # bf16
 n_params = sum(p.numel() for p in target.model.parameters())
@@ -65,7 +65,7 @@ table.round(2)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from labkit import figures
+from labkit.lab import figures
 
 figures.verify_cost(rows, weight_bytes=W, bandwidth=bandwidth, flops_per_token=2 * n_params, flops=flops,
                     title=f"One target forward over k new tokens ({target.device.type}, bf16)")

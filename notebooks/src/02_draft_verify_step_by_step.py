@@ -31,7 +31,7 @@
 # %%
 # NBVAL_IGNORE_OUTPUT
 from labkit import SpeculativeDecoder, load_target
-from labkit.drafters.mtp import MTPDrafter
+from labkit.drafters.mtp.drafter import MTPDrafter
 
 target = load_target("gemma3-270m", device=DEVICE)
 prompt = "User: Give me three tips for learning a new language.\nAssistant:"
@@ -52,7 +52,7 @@ print(f"{len(recorded)} rounds, {len(result.token_ids)} tokens")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from labkit.widgets import RoundStepper
+from labkit.lab.widgets import RoundStepper
 
 stepper = RoundStepper(result, target.tokenizer, prompt=prompt)
 stepper

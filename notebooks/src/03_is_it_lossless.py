@@ -24,8 +24,8 @@
 # %%
 from labkit import SpeculativeDecoder, load_target, plain_decoder
 from labkit.drafters import NGramDrafter
-from labkit.drafters.mtp import MTPDrafter
-from labkit.prompts import prompt_set
+from labkit.drafters.mtp.drafter import MTPDrafter
+from labkit.measure.prompts import prompt_set
 
 fp32 = load_target("gemma3-270m", dtype="fp32", device=DEVICE)
 prompts = prompt_set()
@@ -52,16 +52,16 @@ del fp32
 # rejection draw from norm(max(0, p − q)); after k acceptances draw a bonus token from p. It is exact **only if**
 # *x* really was drawn from *q*. Two ways to break it:
 #
-# * **accept everything** (`labkit.acceptance.accept_all_verify`): the output is the drafter's distribution.
+# * **accept everything** (`labkit.core.acceptance.accept_all_verify`): the output is the drafter's distribution.
 # * **argmax drafter**: propose the drafter's most likely token but report its softmax as *q* — the token was not
 #   drawn from *q*. (Draft with argmax and report the truth, a one-hot *q*, and the rule is exact again.)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 from labkit import tiny_pair
-from labkit.acceptance import accept_all_verify
+from labkit.core.acceptance import accept_all_verify
 from labkit.drafters import DraftModelDrafter
-from labkit.experiments import ArgmaxDrafter, chi_square, exact_distribution, marginals, sample_outputs
+from labkit.lab.lossless import ArgmaxDrafter, chi_square, exact_distribution, marginals, sample_outputs
 
 tiny_target, tiny_draft = tiny_pair(vocab_size=8, seed=0)
 prompt_ids, n_new, T = [1, 3, 5], 2, 1.0
@@ -85,7 +85,7 @@ for name, t in tests.items():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from labkit import figures
+from labkit.lab import figures
 
 labels = [f"token {i}" for i in range(8)]
 figures.distribution_compare(marginals(exact, 0, 8), {n: marginals(c, 0, 8) for n, c in counts.items()}, labels,
@@ -109,7 +109,7 @@ figures.distribution_compare(marginals(exact, 0, 8), {n: marginals(c, 0, 8) for 
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from labkit.experiments import divergence_survey
+from labkit.lab.lossless import divergence_survey
 
 bf16 = load_target("gemma3-270m", device=DEVICE)
 capitals = "The capital of France is Paris. The capital of Germany is Berlin. The capital of Italy is"

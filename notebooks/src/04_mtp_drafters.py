@@ -27,7 +27,8 @@
 # %%
 # NBVAL_IGNORE_OUTPUT
 from labkit import load_target
-from labkit.drafters.mtp import MTPDrafter, kv_source_layers
+from labkit.drafters.mtp.drafter import MTPDrafter
+from labkit.models.geometry import kv_source_layers
 
 target = load_target("gemma3-270m", device=DEVICE)
 mtp = MTPDrafter.pretrained("gemma3-270m")
@@ -52,7 +53,7 @@ head
 # NBVAL_IGNORE_OUTPUT
 import pandas as pd
 
-from labkit.experiments import mtp_walkthrough
+from labkit.lab.experiments import mtp_walkthrough
 
 prompt = "The three primary colours are red, yellow and"
 pd.DataFrame(mtp_walkthrough(target, mtp, prompt, k=3))
@@ -61,7 +62,7 @@ pd.DataFrame(mtp_walkthrough(target, mtp, prompt, k=3))
 # What is shared is shared *by reference*, not copied — the drafter's embedding is the target's module:
 
 # %%
-from labkit.experiments import mtp_shared_parts
+from labkit.lab.experiments import mtp_shared_parts
 
 shared = mtp_shared_parts(target, mtp)
 shared
@@ -75,8 +76,8 @@ shared
 
 # %%
 from labkit.drafters import EarlyExitDrafter, NGramDrafter
-from labkit.experiments import compare
-from labkit.prompts import prompt_set
+from labkit.measure.sweep import compare
+from labkit.measure.prompts import prompt_set
 
 ps = prompt_set()
 prompts = ci_scale([ps["conversation"][3], ps["summarization"][3], ps["code"][2]],
@@ -91,7 +92,7 @@ table.round(3)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from labkit import figures
+from labkit.lab import figures
 
 results = {r["drafter"]: r["results"] for r in rows if r["drafter"] != "plain"}
 merged = {name: rs[0] for name, rs in results.items()}  # first prompt: one bar group per drafter
@@ -116,7 +117,7 @@ figures.draft_vs_verify_time(merged, title="Mean time per round: drafting vs ver
 # %%
 # NBVAL_IGNORE_OUTPUT
 from labkit import SpeculativeDecoder
-from labkit.drafters.gemma4_assistant import tiny_gemma4_pair
+from labkit.models.tiny import tiny_gemma4_pair
 
 g4_target, g4_assistant = tiny_gemma4_pair(vocab_size=64, seed=0)
 g4 = SpeculativeDecoder(g4_target, MTPDrafter.from_assistant(g4_assistant), k=3)
@@ -139,7 +140,7 @@ if DEVICE != "cuda":
 else:
     import torch
 
-    from labkit.models import ModelNotAvailableError
+    from labkit.models.load import ModelNotAvailableError
 
     try:
         g4_real = load_target("google/gemma-4-E2B-it", device="cuda")

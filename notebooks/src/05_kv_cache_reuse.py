@@ -16,7 +16,7 @@
 # %%
 from labkit import SpeculativeDecoder, load_target
 from labkit.drafters import EarlyExitDrafter
-from labkit.prompts import prompt_set
+from labkit.measure.prompts import prompt_set
 
 target = load_target("gemma3-270m", device=DEVICE)
 prompt = prompt_set()["conversation"][1]
@@ -32,7 +32,7 @@ N = ci_scale(48, 32)
 # its cache trails the target's by one token; it feeds that token together with the next round's first input.
 
 # %%
-from labkit.widgets import KVTimeline
+from labkit.lab.widgets import KVTimeline
 
 timeline = KVTimeline(title="early exit (12 layers) ·")
 display(timeline)
@@ -67,8 +67,8 @@ print(f"target: {computed} positions computed in {len(res_early.rounds)} forward
 # computed (from one sliding-window layer and one global layer). Its extra memory is zero bytes per token.
 
 # %%
-from labkit.drafters.mtp import MTPDrafter
-from labkit.experiments import cache_bytes, kv_bytes_per_token
+from labkit.drafters.mtp.drafter import MTPDrafter
+from labkit.lab.experiments import cache_bytes, kv_bytes_per_token
 
 mtp = MTPDrafter.pretrained("gemma3-270m")
 mtp_timeline = KVTimeline(title="MTP ·", drafter=False)

@@ -19,8 +19,8 @@
 
 # %%
 from labkit import load_target
-from labkit.drafters.mtp import MTPDrafter
-from labkit.prompts import prompt_set
+from labkit.drafters.mtp.drafter import MTPDrafter
+from labkit.measure.prompts import prompt_set
 
 target = load_target("gemma3-270m", device=DEVICE)
 drafter = MTPDrafter.pretrained("gemma3-270m")
@@ -40,7 +40,7 @@ N = 32
 # %%
 # NBVAL_IGNORE_OUTPUT
 # (a background thread may print warnings into this cell)
-from labkit.widgets import SpeedSweep
+from labkit.lab.widgets import SpeedSweep
 
 sweep = SpeedSweep(target, drafter, KS, prompts, max_new_tokens=N, title="MTP drafter")
 display(sweep)
@@ -61,7 +61,7 @@ pd.DataFrame(sweep.points).round(3)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from labkit.theory import best_k
+from labkit.measure.theory import best_k
 
 k_theory, s_theory = best_k(alpha, c, k_max=max(KS))
 k_measured = max(sweep.points, key=lambda p: p["speedup"])["k"]

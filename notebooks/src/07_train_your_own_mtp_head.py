@@ -22,8 +22,8 @@
 import shutil
 
 from labkit import load_target
-from labkit.drafters.mtp import MTPDrafter
-from labkit.train_mtp import TargetParts, evaluate
+from labkit.drafters.mtp.drafter import MTPDrafter
+from labkit.training.train_mtp import TargetParts, evaluate
 
 target = load_target("gemma3-270m", device=DEVICE)
 shipped = MTPDrafter.pretrained("gemma3-270m")
@@ -44,8 +44,8 @@ print(f"{STEPS} steps on {DATA['batch_size']} self-generated sequences of {DATA[
 # %%
 # NBVAL_IGNORE_OUTPUT
 # (a background thread may print warnings into this cell)
-from labkit.experiments import train_mtp_live
-from labkit.widgets import BackgroundRun, TrainingMonitor
+from labkit.lab.experiments import train_mtp_live
+from labkit.lab.widgets import BackgroundRun, TrainingMonitor
 
 monitor = TrainingMonitor("Training an MTP head for Gemma 3 270M (self-distillation)")
 run = BackgroundRun([monitor], title="train-mtp")
@@ -93,8 +93,8 @@ pd.DataFrame({
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from labkit.experiments import compare
-from labkit.prompts import prompt_set
+from labkit.measure.sweep import compare
+from labkit.measure.prompts import prompt_set
 
 ps = prompt_set()
 rows = compare(target, {"plain": None, "trained here": trained["drafter"], "shipped": shipped},

@@ -9,6 +9,6 @@ if "google.colab" in sys.modules:
 
     output.enable_custom_widget_manager()
 
-from labkit.widgets import ci_scale, notebook_setup
+from labkit.lab.widgets import ci_scale, notebook_setup
 
 DEVICE = notebook_setup()  # "cuda" when a GPU is present, else "cpu"

@@ -14,6 +14,8 @@ import torch
 
 
 @dataclass
+
+
 class Verdict:
     accepted: int  # how many drafted tokens were kept
     next_token: int  # replacement at the first rejection, or the bonus token after k accepted

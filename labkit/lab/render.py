@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .events import GenerationResult, RoundRecord
+from labkit.core.records import GenerationResult, RoundRecord
 
 KINDS = ("accepted", "rejected", "replacement", "bonus", "plain")
 
 
 @dataclass
+
+
 class Span:
     text: str
     token: int

@@ -22,9 +22,9 @@ import ipywidgets as W
 import plotly.graph_objects as go
 import traitlets
 
-from . import figures
-from .events import GenerationResult, RoundRecord
-from .views import round_html, span_dicts, summary_html, web_asset
+from labkit.core.records import GenerationResult, RoundRecord
+from labkit.lab import figures
+from labkit.lab.views import round_html, span_dicts, summary_html, web_asset
 
 
 def notebook_setup(threads: int | None = None, quiet: bool = True) -> str:
@@ -379,8 +379,8 @@ class SpeedSweep(BackgroundRun):
         return self.start(lambda me: me._work())  # type: ignore[arg-type]
 
     def _work(self) -> None:
-        from .engine import SpeculativeDecoder
-        from .experiments import sweep_point
+        from labkit.core.engine import SpeculativeDecoder
+        from labkit.measure.sweep import sweep_point
 
         SpeculativeDecoder(self.target, None).generate(self.prompts[0], max_new_tokens=4)  # warm-up
         for k in self.ks:
@@ -398,7 +398,7 @@ class SpeedSweep(BackgroundRun):
 
     def estimates(self) -> tuple[float | None, float | None]:
         """alpha and c pooled over every k measured so far (see ``experiments.estimate_alpha_c``)."""
-        from .experiments import estimate_alpha_c
+        from labkit.measure.sweep import estimate_alpha_c
 
         runs = [r for k, rs in self.results.items() if k > 0 for r in rs]
         return estimate_alpha_c(runs) if runs else (None, None)

@@ -101,7 +101,7 @@ def fig_positions(rows: list[dict], curves: list[dict]) -> Any:
     """Acceptance by draft position at each drafter's largest k, against alpha^i (i.i.d. acceptance)."""
     import plotly.graph_objects as go
 
-    from .theory import position_acceptance
+    from labkit.measure.theory import position_acceptance
 
     fig = go.Figure()
     alphas = {c["drafter"]: c["alpha"] for c in curves}
@@ -120,7 +120,7 @@ def fig_positions(rows: list[dict], curves: list[dict]) -> Any:
 
 
 def fig_theory(curves: list[dict]) -> Any:
-    """labkit.theory's speedup from measured alpha and c, against measured speedup over labkit plain."""
+    """labkit.measure.theory's speedup from measured alpha and c, against measured speedup over labkit plain."""
     import plotly.graph_objects as go
 
     fig = go.Figure()

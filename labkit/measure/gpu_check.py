@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from . import theory
+from labkit.measure import theory
 
 CATEGORIES = ("conversation", "code", "math")  # prompts are random ids here: three are enough for the table
 
@@ -91,7 +91,7 @@ def e2b_like_pair(device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
 
 
 def tiny_pair_on(device: torch.device, dtype: torch.dtype, sliding_window: int = 8) -> tuple[Any, Any]:
-    from .drafters.gemma4_assistant import tiny_gemma4_pair
+    from labkit.models.tiny import tiny_gemma4_pair
 
     t, a = tiny_gemma4_pair(vocab_size=64, seed=0, sliding_window=sliding_window)
     return t.to(device=device, dtype=dtype), a.to(device=device, dtype=dtype)
@@ -110,10 +110,10 @@ def _hf_greedy(model: Any, ids: torch.Tensor, n: int, **extra: Any) -> list[int]
 
 def check_greedy(rep: Report, device: torch.device) -> None:
     """fp32 tiny models on the device: every drafter, both caches and transformers give the same greedy tokens."""
-    from .drafters import DraftModelDrafter, EarlyExitDrafter, NGramDrafter, SyntheticDrafter
-    from .drafters.gemma4_assistant import Gemma4AssistantDrafter, tiny_gemma4_pair
-    from .engine import SpeculativeDecoder
-    from .models import tiny_model
+    from labkit.core.engine import SpeculativeDecoder
+    from labkit.drafters import DraftModelDrafter, EarlyExitDrafter, NGramDrafter, SyntheticDrafter
+    from labkit.drafters.gemma4_assistant import Gemma4AssistantDrafter
+    from labkit.models.tiny import tiny_gemma4_pair, tiny_model
 
     ids = torch.tensor([5, 6, 7, 8, 5, 6, 7, 8, 9, 10, 11], device=device)
     t3 = tiny_model(64, layers=3, hidden=48, seed=1, sliding_window=64).to(device)
@@ -140,7 +140,7 @@ def _tv(counts: torch.Tensor, p: torch.Tensor) -> float:
 
 def check_sampling(rep: Report, device: torch.device, trials: int = 4000) -> None:
     """The rejection rule on the device: the first emitted token is distributed as p (and a broken rule is not)."""
-    from .acceptance import accept_all_verify, sampling_verify
+    from labkit.core.acceptance import accept_all_verify, sampling_verify
 
     g = torch.Generator(device=device).manual_seed(0)
     p = torch.tensor([0.45, 0.25, 0.15, 0.1, 0.05], device=device)
@@ -160,16 +160,16 @@ def check_sampling(rep: Report, device: torch.device, trials: int = 4000) -> Non
 
 
 def device_copy_gbps(device: torch.device, mbytes: int) -> float:
-    from .experiments import copy_bandwidth
+    from labkit.measure.timing import copy_bandwidth
 
     return copy_bandwidth(device, megabytes=mbytes) / 1e9
 
 
 def bench_table(rep: Report, args: argparse.Namespace, target: Any, assistant: Any, device: torch.device) -> dict:
-    """labkit.bench on the random pair: plain, n-gram, synthetic, the Gemma 4 assistant, vs transformers."""
-    from .bench import BenchSettings, Workload, _prompt_ids, run_bench
-    from .bench_report import format_table
-    from .models import Target
+    """labkit.measure.bench on the random pair: plain, n-gram, synthetic, the Gemma 4 assistant, vs transformers."""
+    from labkit.measure.bench import BenchSettings, Workload, _prompt_ids, run_bench
+    from labkit.measure.report import format_table
+    from labkit.models.load import Target
 
     ks = tuple(args.ks)
     s = BenchSettings(model="random", device=str(device), drafters=("ngram", f"synthetic:0.8@{max(ks)}",
@@ -202,7 +202,7 @@ def report_bandwidth(rep: Report, result: dict) -> None:
 
 def compile_path(rep: Report, args: argparse.Namespace, target: Any, device: torch.device) -> None:
     """Plain decoding through labkit's static cache, eager vs compiled (CUDA graphs on GPU); same tokens?"""
-    from .engine import SpeculativeDecoder
+    from labkit.core.engine import SpeculativeDecoder
 
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(3, target.config.get_text_config().vocab_size, (24,), generator=g).to(device)
@@ -230,7 +230,7 @@ def compile_path(rep: Report, args: argparse.Namespace, target: Any, device: tor
 
 
 def _timed(fn: Callable[[], Any], device: torch.device) -> float:
-    from .bench import time_call
+    from labkit.measure.bench import time_call
 
     return time_call(fn, device)[0]
 
@@ -239,7 +239,7 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> float:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m labkit.gpu_check", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m labkit.measure.gpu_check", description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--size", choices=("e2b", "tiny"), default=None, help="default: e2b on cuda, tiny elsewhere")
     ap.add_argument("--dtype", default=None, help="bf16 (default for e2b) or fp32 (default for tiny)")
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                        lambda: e2b_like_pair(device, dtype) if a.size == "e2b" else tiny_pair_on(device, dtype))
     if pair is not None:
         target, assistant = pair
-        from .experiments import weight_bytes
+        from labkit.measure.timing import weight_bytes
 
         rep.say(f"INFO target weights read per token: {weight_bytes(target) / 1e6:.1f} MB "
                 f"({sum(p.numel() for p in target.parameters()) / 1e6:.1f}M parameters in all)")

@@ -13,6 +13,8 @@ MAX_K = 32  # longest draft the engine accepts; beyond it verify cost grows and 
 
 
 @dataclass(frozen=True)
+
+
 class SamplingConfig:
     temperature: float = 0.0
     top_k: int | None = None

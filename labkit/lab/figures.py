@@ -9,7 +9,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from .events import GenerationResult, KVTrace, RoundRecord
+from labkit.core.records import GenerationResult, KVTrace, RoundRecord
 
 # One palette everywhere (token strip, figures, HTML export): green kept, red rejected, amber replacement, blue bonus.
 COLORS = {
@@ -60,7 +60,7 @@ def acceptance_by_position(results: GenerationResult | Mapping[str, GenerationRe
                            alpha: float | None = None, k: int | None = None,
                            title: str = "Acceptance by draft position") -> go.Figure:
     """Bars: measured P(position i accepted); line: alpha^i, what i.i.d. acceptance at rate alpha predicts."""
-    from .theory import position_acceptance as theory_curve
+    from labkit.measure.theory import position_acceptance as theory_curve
 
     fig = _fig(title, "draft position i", "P(accepted)", yaxis_range=[0, 1.05], bargap=0.25)
     fig.update_xaxes(tick0=1, dtick=1)  # positions are integers; no 1.5 ticks
@@ -164,7 +164,7 @@ def kv_rows(rounds: Sequence[RoundRecord], who: str = "target") -> dict[str, lis
 
 
 def theory_speedup_curve(alpha: float, c: float, k_max: int) -> tuple[list[int], list[float]]:
-    from .theory import speedup
+    from labkit.measure.theory import speedup
 
     ks = list(range(k_max + 1))
     return ks, [speedup(alpha, k, c) for k in ks]
@@ -173,7 +173,7 @@ def theory_speedup_curve(alpha: float, c: float, k_max: int) -> tuple[list[int],
 def speed_vs_k(points: Sequence[Mapping[str, Any]] = (), alpha: float | None = None, c: float | None = None,
                k_max: int = 12, title: str = "Speedup vs draft length k") -> go.Figure:
     """Measured speedup per k (``points``: dicts with k and speedup), the theory curve from alpha and c, best k."""
-    from .theory import best_k
+    from labkit.measure.theory import best_k
 
     fig = _fig(title, "draft length k", "speedup over plain decoding", xaxis_range=[-0.5, k_max + 0.5])
     fig.add_hline(y=1, line=dict(color="#999", width=1, dash="dot"))

@@ -1,6 +1,6 @@
-"""How the shipped MTP drafter does on the embedded default: ``python -m labkit.mtp_eval``.
+"""How the shipped MTP drafter does on the embedded default: ``python -m labkit.training.evaluate``.
 
-Greedy, 128 new tokens, every prompt of ``labkit.prompts.prompt_set()`` (none was trained on), plain decoding
+Greedy, 128 new tokens, every prompt of ``labkit.measure.prompts.prompt_set()`` (none was trained on), plain decoding
 ``SpeculativeDecoder(target, None)`` run right before the drafter on the same prompt so machine noise hits both
 alike. Reports per k: mean accepted length (tokens per verify), speedup in tokens/s over plain (mean over prompts
 and median per category), the measured cost ratio c, and how many outputs equal plain decoding (bf16 near-ties
@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from . import SpeculativeDecoder, load_target
-from .drafters.mtp import MTPDrafter
-from .prompts import prompt_set
+from labkit import SpeculativeDecoder, load_target
+from labkit.drafters.mtp.drafter import MTPDrafter
+from labkit.measure.prompts import prompt_set
 
 
 def measure(target: Any, drafter: Any, ks: list[int], max_new_tokens: int = 128, per_category: int | None = None,
@@ -72,7 +72,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m labkit.mtp_eval", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m labkit.training.evaluate", description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default=None, help="an mtp.safetensors (default: the shipped weights)")
     ap.add_argument("--ks", default="2,3,4,6")
     ap.add_argument("--max-new-tokens", type=int, default=128)

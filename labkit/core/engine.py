@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 
-from . import acceptance
-from .drafters.base import DraftContext, Drafter, empty_proposal
-from .events import GenerationResult, KVTrace, RoundRecord
-from .kvcache import cache_len, crop, new_cache
-from .models import Target, as_target
-from .sampling import MAX_K, Sampler, SamplingConfig, warp
+from labkit.core import acceptance
+from labkit.core.kvcache import cache_len, crop, new_cache
+from labkit.core.records import GenerationResult, KVTrace, RoundRecord
+from labkit.core.sampling import MAX_K, Sampler, SamplingConfig, warp
+from labkit.drafters.base import DraftContext, Drafter, empty_proposal
+from labkit.models.load import Target, as_target
 
 Hook = Callable[[RoundRecord], Any]
 

@@ -10,6 +10,8 @@ CATEGORIES = ("conversation", "code", "summarization", "qa", "math", "translatio
 
 
 @cache
+
+
 def prompt_set() -> dict[str, list[str]]:
     """{category: [prompt, ...]} for the six categories."""
     data = json.loads(resources.files("labkit").joinpath("data/prompts.json").read_text(encoding="utf-8"))

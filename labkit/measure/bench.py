@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
-from . import theory
-from .experiments import copy_bandwidth, sync, weight_bytes
-from .prompts import CATEGORIES, prompt_set
+from labkit.measure import theory
+from labkit.measure.prompts import CATEGORIES, prompt_set
+from labkit.measure.timing import copy_bandwidth, sync, weight_bytes
 
 DEFAULT_KS = (0, 1, 2, 3, 4, 6, 8, 12, 16)
 LABKIT_DRAFTERS = ("ngram", "early-exit", "mtp")
@@ -32,6 +32,8 @@ HF_MODES = ("greedy", "prompt-lookup", "early-exit", "assistant")
 
 
 @dataclass(frozen=True)
+
+
 class Method:
     """One configuration: an engine, a drafting method and a draft length k (0 = plain decoding)."""
 
@@ -49,6 +51,8 @@ LABKIT_PLAIN = Method("labkit", "plain", 0)
 
 
 @dataclass
+
+
 class BenchSettings:
     model: str = "gemma3-270m"
     dtype: str | None = None
@@ -71,6 +75,8 @@ class BenchSettings:
 
 
 @dataclass
+
+
 class Workload:
     """Everything the runs share: the target, the prompts as ids, the optional assistant, the runners."""
 
@@ -119,13 +125,14 @@ def set_threads(threads: str | int, probe: Callable[[], float] | None = None) ->
 def load_workload(s: BenchSettings) -> Workload:
     """The target (embedded, any model, or tiny random ones in quick mode) and the prompts as token ids."""
     if s.quick:  # tiny_pair's shapes, with a sliding window long enough for the static cache
-        from .models import Target, tiny_model
+        from labkit.models.load import Target
+        from labkit.models.tiny import tiny_model
 
         t = tiny_model(64, layers=3, hidden=48, seed=s.seed, sliding_window=128)
         d = tiny_model(64, layers=1, hidden=32, seed=s.seed + 1000, sliding_window=128)
         target, assistant = Target(t, None, "tiny-target"), d
     else:
-        from .models import load_target
+        from labkit.models.load import load_target
 
         target = load_target(s.model, dtype=s.dtype, device=s.device, progress=s.progress)
         assistant = _load_assistant(s.assistant, target) if s.assistant else None
@@ -133,7 +140,7 @@ def load_workload(s: BenchSettings) -> Workload:
 
 
 def _load_assistant(name: str, target: Any) -> Any:
-    from .models import load_target
+    from labkit.models.load import load_target
 
     return load_target(name, dtype=target.dtype, device=target.device, progress=False).model
 
@@ -204,27 +211,27 @@ def build_runners(s: BenchSettings, w: Workload, methods: list[Method]) -> list[
 
 
 def _make_drafter(spec: str, s: BenchSettings, w: Workload) -> Any:
-    from .drafters import DraftModelDrafter, make_drafter
+    from labkit.drafters import DraftModelDrafter, make_drafter
 
     if spec in ("draft-model", "assistant"):  # the same model transformers gets as assistant_model
         if w.assistant is None:
             raise ValueError("no draft model for this target (pass --assistant ID)")
         if type(w.assistant).__name__.startswith("Gemma4"):
-            from .drafters.gemma4_assistant import Gemma4AssistantDrafter
+            from labkit.drafters.gemma4_assistant import Gemma4AssistantDrafter
 
             return Gemma4AssistantDrafter(w.assistant)
         return DraftModelDrafter(w.assistant)
     if spec == "early-exit":
         spec = f"early-exit:{s.early_exit_layers}"
     if spec == "mtp" and s.quick:
-        from .drafters.mtp import MTPDrafter
+        from labkit.drafters.mtp.drafter import MTPDrafter
 
         return MTPDrafter.random_init(w.target, layers=1, seed=s.seed)
     return make_drafter(spec, w.target)
 
 
 def _labkit_runner(s: BenchSettings, w: Workload, drafter: Any, k: int) -> Callable:
-    from .engine import SpeculativeDecoder
+    from labkit.core.engine import SpeculativeDecoder
 
     reads_cache = drafter is not None and drafter.needs_hidden  # mtp reads the target's cache: dynamic only
     cache = "dynamic" if reads_cache else ("static" if s.compile_mode else s.cache)
@@ -397,7 +404,7 @@ def _same_method(a: dict, b: dict) -> bool:
 
 def theory_curves(rows: list[dict], k_max: int = 16) -> list[dict[str, Any]]:
     """Per labkit drafter: alpha (median over k of the alpha that explains its mean accepted length) and c
-    (median measured cost ratio), the speedup labkit.theory predicts for k = 0..k_max, and what was measured."""
+    (median measured cost ratio), the speedup labkit.measure.theory predicts for k = 0..k_max, and what was measured."""
     plain = {r["category"]: r["tok_s"] for r in rows if r["engine"] == "labkit" and r["method"] == "plain"}
     out = []
     for name in dict.fromkeys(r["method"] for r in rows if r["engine"] == "labkit" and r["k"] > 0):
@@ -446,7 +453,7 @@ def run_bench(s: BenchSettings, out_dir: str | Path | None = None, workload: Wor
     result = {"meta": _meta(s, w, threads, wbytes), "rows": rows, "theory": theory_curves(rows, max(s.ks)),
               "skipped": w.skipped, "runs": [{k: v for k, v in r.items() if k != "tokens"} for r in runs]}
     if out_dir is not None:
-        from .bench_report import write_all
+        from labkit.measure.report import write_all
 
         result["files"] = write_all(result, out_dir)
     return result
@@ -454,7 +461,7 @@ def run_bench(s: BenchSettings, out_dir: str | Path | None = None, workload: Wor
 
 def _forward_probe(target: Any, ids: torch.Tensor) -> Callable[[], float]:
     """Seconds of a few one-token target forwards after a short prefill (for the threads choice)."""
-    from .kvcache import crop, new_cache
+    from labkit.core.kvcache import crop, new_cache
 
     @torch.inference_mode()
     def probe() -> float:
@@ -524,7 +531,7 @@ def settings_from_args(a: argparse.Namespace) -> BenchSettings:
 def cmd_bench(a: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
-    from .bench_report import format_table
+    from labkit.measure.report import format_table
 
     s = settings_from_args(a)
     if any(not 0 <= k <= 32 for k in s.ks):

@@ -8,6 +8,8 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+
+
 class KVTrace:
     """KV cache length (tokens) at the four moments of a round."""
 
@@ -33,6 +35,8 @@ class KVTrace:
 
 
 @dataclass(frozen=True)
+
+
 class RoundRecord:
     index: int
     context_len: int  # committed tokens (prompt + generated) when the round started
@@ -58,6 +62,8 @@ class RoundRecord:
 
 
 @dataclass
+
+
 class Stats:
     new_tokens: int
     rounds: int
@@ -87,6 +93,8 @@ class Stats:
 
 
 @dataclass
+
+
 class GenerationResult:
     prompt_ids: list[int]
     token_ids: list[int]  # new tokens only

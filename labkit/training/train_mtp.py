@@ -1,6 +1,6 @@
 """Self-distillation of an MTP drafter (``labkit.drafters.mtp``) from its target: ``labkit train-mtp``.
 
-Data: text the target generates itself from varied seed prompts (``labkit.mtp_seeds``), many sequences in parallel
+Data: text the target generates itself from varied seed prompts (``labkit.training.seeds``), many sequences in parallel
 (64 at once cost ~31 ms per token on a loaded 2-core CPU, one stream ~160 ms). Acceptance is decided by the target's
 own distribution, so its own text and its own hidden states, K/V and next-token distributions are exactly what the
 drafter meets at decoding time. Batches alternate greedy and sampled continuations: greedy text is what a greedy
@@ -35,13 +35,18 @@ from typing import Any
 
 import torch
 
-from .drafters.mtp import MTPConfig, MTPDrafter, MTPHead, describe_target, kv_source_layers, text_config
-from .models import Target
+from labkit.drafters.mtp.drafter import MTPDrafter
+from labkit.drafters.mtp.network import MTPConfig, MTPHead
+from labkit.drafters.mtp.weights import describe_target
+from labkit.models.geometry import kv_source_layers, text_config
+from labkit.models.load import Target
 
 TOP = 8  # target probabilities kept per position (the rest of the mass is ignored by the loss)
 
 
 @dataclass
+
+
 class TrainConfig:
     target: str = "gemma3-270m"
     out: str = "mtp-run"
@@ -75,6 +80,8 @@ class TrainConfig:
 
 
 @torch.inference_mode()
+
+
 def self_generate(target: Target, prompts: list[list[int]], new_tokens: int, temperature: float,
                   seed: int, progress: bool = True, desc: str = "generate",
                   sampled_prefix: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -152,7 +159,7 @@ def seed_prompts(target: Target, heldout: bool, count: int, seed: int) -> list[l
         V = target.vocab_size
         return [torch.randint(3, V, (int(torch.randint(4, 12, (1,), generator=g)),), generator=g).tolist()
                 for _ in range(count)]
-    from .mtp_seeds import HELDOUT, TRAIN_AT_SCALE
+    from labkit.training.seeds import HELDOUT, TRAIN_AT_SCALE
 
     texts = HELDOUT if heldout else TRAIN_AT_SCALE
     g = torch.Generator().manual_seed(seed)
@@ -288,6 +295,8 @@ def unroll(head: MTPHead, b: dict[str, Any], parts: TargetParts, steps: int, reg
 
 
 @torch.no_grad()
+
+
 def evaluate(head: MTPHead, heldout: dict[str, torch.Tensor], parts: TargetParts, k: int) -> dict[str, Any]:
     """Greedy acceptance on held-out greedy text: chain lengths of k-step drafts from every position."""
     head.eval()
@@ -345,7 +354,6 @@ def load_checkpoint(out: Path, head: MTPHead, opt: torch.optim.Optimizer) -> dic
 def prepare_data(cfg: TrainConfig, target: Target, out: Path, progress: bool) -> tuple[list[dict], dict, float]:
     """Generate (or reload) the training chunks and the held-out set; returns them and the seconds spent."""
     from safetensors.torch import load_file, save_file
-
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
@@ -420,7 +428,7 @@ def train(cfg: TrainConfig, target: Target | None = None, resume: bool = False, 
     """
     from tqdm.auto import tqdm
 
-    from .models import load_target
+    from labkit.models.load import load_target
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

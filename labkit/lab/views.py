@@ -10,11 +10,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .events import GenerationResult, RoundRecord
-from .render import Span, round_spans
+from labkit.core.records import GenerationResult, RoundRecord
+from labkit.lab.render import Span, round_spans
 
 
 @cache
+
+
 def web_asset(name: str) -> str:
     """A file shipped in ``labkit/web`` (the widget's JavaScript and CSS)."""
     return resources.files("labkit").joinpath("web", name).read_text(encoding="utf-8")
@@ -119,7 +121,7 @@ def result_html(result: GenerationResult, tokenizer: Any = None, title: str | No
 
     ``plotlyjs``: True embeds plotly.js (works offline, ~4 MB), "cdn" links it, False leaves it out.
     """
-    from . import figures
+    from labkit.lab import figures
 
     title = title or f"labkit: {result.config.get('drafter', '')}, k={result.config.get('k', '')}"
     figs = [figures.acceptance_by_position(result), figures.draft_vs_verify_time(result),

@@ -1,0 +1,1 @@
+"""What the notebooks show: widgets, figures, HTML views, and each notebook's experiments."""

@@ -1,0 +1,1 @@
+"""Measurement: the bench, its report, theory, timing, sweeps, prompts, the GPU check."""

@@ -1,0 +1,1 @@
+"""Training labkit's MTP head: self-distillation data, the training loop, seeds, evaluation."""
