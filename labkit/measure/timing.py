@@ -21,8 +21,6 @@ def sync(device: torch.device) -> None:
 
 
 @torch.inference_mode()
-
-
 def time_forward(target: Any, ks: Sequence[int], context: int = 100, repeats: int = 5) -> list[dict[str, Any]]:
     """Median ms of one target forward over k new tokens on top of ``context`` cached tokens (the verify step)."""
     t = as_target(target)
@@ -47,6 +45,18 @@ def time_forward(target: Any, ks: Sequence[int], context: int = 100, repeats: in
     return rows
 
 
+def verify_cost_curve(target: Any, ks: Sequence[int] = (1, 2, 4, 8), context: int = 100,
+                      repeats: int = 5) -> dict[int, float]:
+    """Cost of a verify forward over k+1 tokens relative to a 1-token forward, T(k+1)/T(1), for each k.
+
+    The speed-up theory's c-free ingredient: near 1 the verify is almost free (memory-bound), near k+1 it costs as
+    much as k+1 plain steps and no drafter can win.
+    """
+    rows = time_forward(target, sorted({1, *(k + 1 for k in ks)}), context=context, repeats=repeats)
+    ms = {r["k"]: r["ms"] for r in rows}
+    return {k: ms[k + 1] / ms[1] for k in ks}
+
+
 def weight_bytes(model: Any) -> int:
     """Bytes of weights one decoding forward reads: every parameter once (a tied embedding / LM head counted once),
     except embedding tables that are only looked up (one row per token: e.g. Gemma 4's per-layer embeddings)."""
@@ -62,8 +72,6 @@ def weight_bytes(model: Any) -> int:
 
 
 @torch.inference_mode()
-
-
 def copy_bandwidth(device: str | torch.device = "cpu", megabytes: int = 256, repeats: int = 5) -> float:
     """Memory bandwidth in bytes/s from copying a big tensor (read + write both counted)."""
     dev = torch.device(device)
@@ -80,8 +88,6 @@ def copy_bandwidth(device: str | torch.device = "cpu", megabytes: int = 256, rep
 
 
 @torch.inference_mode()
-
-
 def matmul_rate(device: str | torch.device = "cpu", dtype: torch.dtype = torch.bfloat16, n: int = 1024,
                 repeats: int = 3) -> float:
     """FLOP/s of a square matmul: the compute ceiling the k-token forward runs into."""
