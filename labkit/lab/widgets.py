@@ -54,17 +54,10 @@ def notebook_setup(threads: int | None = None, quiet: bool = True) -> str:
 
 
 def default_threads() -> int:
-    """Torch threads for the notebooks: $LABKIT_THREADS, else every core (up to 8) -- but 1 on a machine already
-    busier than its core count, where threads of one matrix multiply wait for each other (measured on a shared
-    2-core box: one target forward took 4-9x longer with 2 threads than with 1)."""
-    env = os.environ.get("LABKIT_THREADS", "")
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    cores = os.cpu_count() or 1
-    with contextlib.suppress(OSError, AttributeError):
-        if os.getloadavg()[0] > cores:
-            return 1
-    return max(1, min(cores, 8))
+    """Torch threads for the notebooks: the one thread policy (labkit.threads: $LABKIT_THREADS, else free cores)."""
+    from labkit.threads import default_threads as policy
+
+    return policy()
 
 
 def ci_scale(full: Any, ci: Any) -> Any:

@@ -100,26 +100,10 @@ def quick_settings(**overrides: Any) -> BenchSettings:
 
 
 def set_threads(threads: str | int, probe: Callable[[], float] | None = None) -> int:
-    """Set torch's intra-op threads: a number, or "auto" = the faster of 1 and all cores by a short probe.
+    """Set torch's threads by labkit's one thread policy (labkit.threads): a number, or "auto"."""
+    from labkit.threads import set_threads as policy
 
-    Why probe: on a shared 2-core machine two OpenMP threads can be many times slower than one (a descheduled
-    thread stalls every barrier); on an idle one two are faster.
-    """
-    if threads != "auto":
-        torch.set_num_threads(int(threads))
-        return int(threads)
-    cores = max(1, os.cpu_count() or 1)
-    if probe is None or cores == 1:
-        torch.set_num_threads(cores)
-        return cores
-    times: dict[int, list[float]] = {1: [], cores: []}
-    for _ in range(3):
-        for n in times:
-            torch.set_num_threads(n)
-            times[n].append(probe())
-    best = min(times, key=lambda n: statistics.median(times[n]))
-    torch.set_num_threads(best)
-    return best
+    return policy(threads, probe)
 
 
 def load_workload(s: BenchSettings) -> Workload:
