@@ -41,7 +41,7 @@ from labkit.drafters.mtp.weights import describe_target
 from labkit.models.geometry import kv_source_layers, text_config
 from labkit.models.load import Target
 
-TOP = 8  # target probabilities kept per position (the rest of the mass is ignored by the loss)
+TOP = 32  # target probabilities stored per position; training distils on the first `distill_top` of them
 
 
 @dataclass
@@ -58,6 +58,7 @@ class TrainConfig:
     new_tokens: int = 128
     temperatures: tuple[float, ...] = (0.0, 0.7, 1.0, 0.5)  # cycled over data batches
     heldout_tokens: int = 96
+    distill_top: int = 8  # the target's top-n probabilities the loss distils on (data keeps TOP = 32)
     greedy_prefix: int = 8  # greedy shards: each row samples its first 0..greedy_prefix new tokens at T = 1
     vocab: int = 4096  # reduced vocabulary: the most frequent tokens of the generated text (+ context tokens)
     layers: int = 2
@@ -118,7 +119,7 @@ def self_generate(target: Target, prompts: list[list[int]], new_tokens: int, tem
     def record(out: Any) -> torch.Tensor:
         hidden.append(out.hidden_states[-1].to("cpu", torch.bfloat16))
         logits = out.logits[:, -1].float()
-        top = torch.log_softmax(logits, -1).topk(TOP, dim=-1)
+        top = torch.log_softmax(logits, -1).topk(min(TOP, logits.shape[-1]), dim=-1)
         tops_i.append(top.indices.int().cpu())
         tops_p.append(top.values.exp().cpu())
         return logits
@@ -138,8 +139,9 @@ def self_generate(target: Target, prompts: list[list[int]], new_tokens: int, tem
         attn = torch.cat([attn, torch.ones(B, 1, dtype=torch.long)], dim=1)
         logits = record(forward(nxt, attn))
     S = P + new_tokens
-    top_ids = torch.zeros(B, S, TOP, dtype=torch.int32)
-    top_p = torch.zeros(B, S, TOP)
+    width = tops_i[0].shape[-1]
+    top_ids = torch.zeros(B, S, width, dtype=torch.int32)
+    top_p = torch.zeros(B, S, width)
     top_ids[:, P - 1:] = torch.stack(tops_i, dim=1)  # position P-1 from the prefill, then one per new token
     top_p[:, P - 1:] = torch.stack(tops_p, dim=1)
     data = {"ids": torch.cat(seq, dim=1), "start": start, "hidden": torch.cat(hidden, dim=1),
@@ -207,7 +209,7 @@ class TargetParts:
 
 
 def batch_views(d: dict[str, torch.Tensor], rows: torch.Tensor, parts: TargetParts, c: MTPConfig,
-                unroll: int) -> dict[str, Any]:
+                unroll: int, top: int | None = None) -> dict[str, Any]:
     """fp32 tensors for ``rows`` of one data chunk: queries at every position m in [P, S - unroll]."""
     ids = d["ids"][rows]
     B, S = ids.shape
@@ -229,10 +231,10 @@ def batch_views(d: dict[str, torch.Tensor], rows: torch.Tensor, parts: TargetPar
     first_pos = torch.full((B, parts.full_to_sub.numel()), S, dtype=torch.long)
     first_pos.scatter_reduce_(1, ids, torch.where(real, s[None, :], S).expand(B, S), reduce="amin")
     offers = (first_pos.gather(1, ids) == s[None, :]) & real & (parts.full_to_sub[ids] < 0)
-    top_ids = d["top_ids"][rows].long()
+    top_ids = d["top_ids"][rows, :, :top].long()
     return {
         "m": m, "ids": ids, "emb": parts.embeddings(ids), "hidden": d["hidden"][rows].float(),
-        "top_ids": top_ids, "top_p": d["top_p"][rows].float(),
+        "top_ids": top_ids, "top_p": d["top_p"][rows, :, :top].float(),
         "ctx_rows": parts.lm_head[ids.to(parts.lm_head.device)].float().cpu(), "ctx_offer": offers,
         "top_first": first_pos.gather(1, top_ids.flatten(1)).view_as(top_ids),
         "kv": {kind: (d[f"kv.{kind}.k"][rows].float(), d[f"kv.{kind}.v"][rows].float()) for kind in c.layer_types},
@@ -411,8 +413,8 @@ def train_step(head: Any, opt: torch.optim.Optimizer, chunks: list[dict[str, Any
     for group in opt.param_groups:
         group["lr"] = lr_at(cfg, step)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast):
-        loss, st = unroll(head, batch_views(d, rows, parts, c, cfg.unroll), parts, cfg.unroll, cfg.reg_weight,
-                          h_scale)
+        b = batch_views(d, rows, parts, c, cfg.unroll, cfg.distill_top)
+        loss, st = unroll(head, b, parts, cfg.unroll, cfg.reg_weight, h_scale)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
@@ -520,6 +522,8 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--hidden", type=int, default=None)
     p.add_argument("--intermediate", type=int, default=None)
     p.add_argument("--unroll", type=int, default=d.unroll)
+    p.add_argument("--distill-top", type=int, default=d.distill_top,
+                   help="how many of the target's top probabilities per position the loss distils on (<= 32)")
     p.add_argument("--train-batch", type=int, default=d.train_batch)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--eval-every", type=int, default=d.eval_every)
@@ -534,7 +538,8 @@ def _cmd(args: argparse.Namespace) -> int:
     cfg = TrainConfig(target=args.target, out=args.out, steps=args.steps, seed=args.seed,
                       data_batches=args.data_batches, batch_size=args.batch_size, new_tokens=args.new_tokens,
                       vocab=args.vocab, layers=args.layers, hidden=args.hidden, intermediate=args.intermediate,
-                      unroll=args.unroll, train_batch=args.train_batch, lr=args.lr, eval_every=args.eval_every,
+                      unroll=args.unroll, distill_top=args.distill_top, train_batch=args.train_batch, lr=args.lr,
+                      eval_every=args.eval_every,
                       checkpoint_every=args.checkpoint_every, threads=args.threads)
     summary = train(cfg, resume=args.resume, data_only=args.data_only)
     if args.data_only:

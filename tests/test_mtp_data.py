@@ -1,0 +1,72 @@
+"""Self-distillation data at scale: shards that resume, varied seeds, greedy shards that do not repeat."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from labkit.measure.prompts import prompt_set
+from labkit.models import as_target, tiny_model
+from labkit.training.seeds import HELDOUT, TRAIN_AT_SCALE
+from labkit.training.train_mtp import TOP, TrainConfig, self_generate, train
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def target():
+    return as_target(tiny_model(vocab_size=64, layers=2, hidden=32, seed=0), None)
+
+
+def cfg(out, **kw) -> TrainConfig:
+    base = dict(target="tiny", out=str(out), steps=1, data_batches=3, batch_size=4, new_tokens=12, heldout_tokens=8,
+                vocab=24, temperatures=(0.0, 0.7))
+    return TrainConfig(**{**base, **kw})
+
+
+def test_data_only_writes_shards_and_resumes_the_missing_one(tmp_path):
+    t = target()
+    summary = train(cfg(tmp_path), target=t, progress=False, data_only=True)
+    assert summary["shards"] == 3 and summary["positions"] == 3 * 4 * 13
+    shards = sorted((tmp_path / "data").glob("train-*.safetensors"))
+    assert len(shards) == 3 and not list((tmp_path / "data").glob("*.tmp"))
+    before = load_file(str(shards[1]))
+    shards[1].unlink()  # as if the run had been interrupted while writing shard 2
+    train(cfg(tmp_path), target=t, progress=False, data_only=True)
+    after = load_file(str(shards[1]))
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # more shards later: the folder grows, nothing is regenerated
+    mtime = shards[0].stat().st_mtime_ns
+    assert train(cfg(tmp_path, data_batches=4), target=t, progress=False, data_only=True)["shards"] == 4
+    assert shards[0].stat().st_mtime_ns == mtime
+
+
+def test_greedy_shards_vary_with_a_sampled_prefix():
+    """Greedy continuations of one prompt are copies; a sampled prefix of a few tokens makes them differ."""
+    t = target()
+    prompts = [[5, 6, 7, 8]] * 6
+    plain = self_generate(t, prompts, 10, 0.0, seed=0, progress=False)
+    assert all(torch.equal(plain["ids"][0], row) for row in plain["ids"])
+    varied = self_generate(t, prompts, 10, 0.0, seed=0, progress=False, sampled_prefix=torch.full((6,), 3))
+    assert len({tuple(r.tolist()) for r in varied["ids"]}) > 1
+    # after the prefix the rows are greedy: each new token is the target's top-1 at the previous position
+    P = int(varied["prompt_len"])
+    ids, top = varied["ids"], varied["top_ids"]
+    assert torch.equal(ids[:, P + 3:], top[:, P + 2:-1, 0].long())
+    assert top.shape[-1] == TOP
+
+
+def test_seed_prompts_at_scale_are_many_varied_and_disjoint():
+    assert len(TRAIN_AT_SCALE) >= 1000 and len(set(TRAIN_AT_SCALE)) == len(TRAIN_AT_SCALE)
+    assert sum("<start_of_turn>" in s for s in TRAIN_AT_SCALE) >= 100  # chat-formatted seeds
+    evaluation = [p for ps in prompt_set().values() for p in ps]
+    for seed in TRAIN_AT_SCALE:
+        assert seed not in HELDOUT
+        for e in evaluation:
+            assert seed not in e and e not in seed
