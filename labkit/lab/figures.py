@@ -163,25 +163,33 @@ def kv_rows(rounds: Sequence[RoundRecord], who: str = "target") -> dict[str, lis
 # ------------------------------------------------------------------------------------------ speed vs draft length
 
 
-def theory_speedup_curve(alpha: float, c: float, k_max: int) -> tuple[list[int], list[float]]:
+def theory_speedup_curve(alpha: float, c: float, k_max: int, verify_cost: Mapping[int, float] | None = None
+                         ) -> tuple[list[int], list[float]]:
+    """Theory speedup per k; with a measured verify cost curve {k: T(k+1)/T(1)}, at its ks only."""
     from labkit.measure.theory import speedup
 
-    ks = list(range(k_max + 1))
-    return ks, [speedup(alpha, k, c) for k in ks]
+    if verify_cost is None:
+        ks = list(range(k_max + 1))
+        return ks, [speedup(alpha, k, c) for k in ks]
+    ks = [0, *sorted(k for k in verify_cost if 0 < k <= k_max)]
+    return ks, [speedup(alpha, k, c, verify_cost.get(k, 1.0)) for k in ks]
 
 
 def speed_vs_k(points: Sequence[Mapping[str, Any]] = (), alpha: float | None = None, c: float | None = None,
-               k_max: int = 12, title: str = "Speedup vs draft length k") -> go.Figure:
-    """Measured speedup per k (``points``: dicts with k and speedup), the theory curve from alpha and c, best k."""
+               k_max: int = 12, title: str = "Speedup vs draft length k",
+               verify_cost: Mapping[int, float] | None = None) -> go.Figure:
+    """Measured speedup per k (``points``: dicts with k and speedup), the theory curve from alpha and c, best k;
+    with ``verify_cost`` ({k: T(k+1)/T(1)} measured), the theory uses that cost instead of a free verify."""
     from labkit.measure.theory import best_k
 
     fig = _fig(title, "draft length k", "speedup over plain decoding", xaxis_range=[-0.5, k_max + 0.5])
     fig.add_hline(y=1, line=dict(color="#999", width=1, dash="dot"))
     if alpha is not None and c is not None:
-        ks, ys = theory_speedup_curve(alpha, c, k_max)
-        fig.add_scatter(x=ks, y=ys, mode="lines", name=f"theory (α={alpha:.2f}, c={c:.3f})",
+        ks, ys = theory_speedup_curve(alpha, c, k_max, verify_cost)
+        cost = "measured verify cost" if verify_cost else "free verify"
+        fig.add_scatter(x=ks, y=ys, mode="lines", name=f"theory (α={alpha:.2f}, c={c:.3f}, {cost})",
                         line=dict(color=COLORS["theory"], dash="dash"))
-        kb, sb = best_k(alpha, c, k_max)
+        kb, sb = best_k(alpha, c, k_max, verify_cost)
         fig.add_scatter(x=[kb], y=[sb], mode="markers", name=f"theory best k={kb}",
                         marker=dict(symbol="star", size=14, color=COLORS["theory"]))
     pts = sorted(points, key=lambda p: p["k"])

@@ -6,6 +6,8 @@ Leviathan et al. 2022: with i.i.d. acceptance alpha, a round yields (1 - alpha^(
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 def _check(alpha: float, k: int, c: float = 0.0) -> None:
     if not 0 <= alpha <= 1:
@@ -24,15 +26,24 @@ def expected_tokens_per_verify(alpha: float, k: int) -> float:
     return (1 - alpha ** (k + 1)) / (1 - alpha)
 
 
-def speedup(alpha: float, k: int, c: float) -> float:
-    """Wall-time speedup over plain decoding: tokens per round / (k * c + 1)."""
+def speedup(alpha: float, k: int, c: float, verify_cost: float = 1.0) -> float:
+    """Wall-time speedup over plain decoding: tokens per round / (k * c + verify_cost).
+
+    ``verify_cost`` is T(k+1)/T(1), a verify forward over k+1 tokens in one-token forwards (measured by
+    labkit.measure.timing.verify_cost_curve); 1.0 is the textbook assumption of a free verify.
+    """
     _check(alpha, k, c)
-    return expected_tokens_per_verify(alpha, k) / (k * c + 1)
+    return expected_tokens_per_verify(alpha, k) / (k * c + (verify_cost if k else 1.0))
 
 
-def best_k(alpha: float, c: float, k_max: int = 32) -> tuple[int, float]:
-    """The k in 0..k_max with the highest expected speedup, and that speedup."""
-    return max(((k, speedup(alpha, k, c)) for k in range(k_max + 1)), key=lambda t: t[1])
+def best_k(alpha: float, c: float, k_max: int = 32, verify_cost: Mapping[int, float] | None = None
+           ) -> tuple[int, float]:
+    """The k in 0..k_max with the highest expected speedup, and that speedup. With a measured ``verify_cost``
+    curve {k: T(k+1)/T(1)}, only the measured ks (and 0) are candidates."""
+    if verify_cost is None:
+        return max(((k, speedup(alpha, k, c)) for k in range(k_max + 1)), key=lambda t: t[1])
+    ks = [0, *sorted(k for k in verify_cost if 0 < k <= k_max)]
+    return max(((k, speedup(alpha, k, c, verify_cost.get(k, 1.0))) for k in ks), key=lambda t: t[1])
 
 
 def position_acceptance(alpha: float, k: int) -> list[float]:
