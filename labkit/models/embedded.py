@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 # Weights are never unpickled: every load below asks for safetensors.
 EMBEDDED = {
     "gemma3-270m": {
@@ -36,6 +34,7 @@ def prepare_embedded(name: str = "gemma3-270m", progress: bool = True) -> Path:
         return out
     from importlib import import_module
 
+    import torch  # here, not at the top: the CLI reads EMBEDDED to check arguments before torch loads
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -1,0 +1,140 @@
+"""Sentences chosen from measured numbers: what the notebooks, the demo and the doctor say about speed.
+
+Every sentence here follows from the numbers passed in (measured in the same run), never from fixed prose, so a
+reader on a busy 2-core box and one on an idle workstation each read what their own machine did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from labkit.threads import cores, load_average
+
+EVEN = 0.05  # |speedup - 1| below this is "about even": run-to-run noise on a CPU is of that order
+COSTLY_VERIFY = 1.5  # T(k+1)/T(1) from which the verify is not "about as cheap as one token" any more
+IMPOSSIBLE_MARGIN = 1.10  # a speedup this much above tokens per verify cannot come from the method itself
+
+
+@dataclass
+class Outcome:
+    """One measured configuration against plain decoding on the same prompts."""
+
+    speedup: float  # decoding tok/s over plain decoding's
+    tokens_per_verify: float  # tokens per target forward, bonus included (1.0 = plain)
+    k: int  # draft length
+    verify_cost: float | None = None  # T(k+1)/T(1): a verify forward in one-token forwards (measured)
+    c: float | None = None  # seconds per drafted token / seconds per verify forward (measured)
+    alpha: float | None = None  # acceptance per drafted token (measured)
+    load: float | None = None  # 1-minute load average while measuring
+    n_cores: int | None = None
+
+
+def outcome_now(**fields: float | int | None) -> Outcome:
+    """An Outcome with this machine's load average and core count filled in."""
+    return Outcome(**{"load": load_average(), "n_cores": cores(), **fields})
+
+
+def busy(load: float | None, n_cores: int | None) -> bool:
+    """More runnable processes than cores: timings include waiting for a core."""
+    return load is not None and n_cores is not None and load > n_cores
+
+
+def impossible_speedup(speedup: float, tokens_per_verify: float) -> bool:
+    """Faster than tokens per verify allows: each round costs at least one forward of the target, which is at
+    least what one plain step costs, so the plain baseline must have been slowed by something else."""
+    return speedup > IMPOSSIBLE_MARGIN * tokens_per_verify
+
+
+def measurement_problem(speedup: float, tokens_per_verify: float) -> str | None:
+    """One line flagging an impossible speedup, or None when the numbers are consistent."""
+    if not impossible_speedup(speedup, tokens_per_verify):
+        return None
+    return (f"measurement problem: a {speedup:.2f}x speedup at {tokens_per_verify:.2f} tokens per verify is "
+            "impossible (every round costs at least one target forward); the plain baseline was slowed by "
+            "something else (threads, load, warm-up): rerun, ideally on an idle machine")
+
+
+def predicted_speedup(o: Outcome) -> float | None:
+    """What the measured parts predict: tokens per verify / (k*c + T(k+1)/T(1))."""
+    if o.verify_cost is None or o.c is None:
+        return None
+    return o.tokens_per_verify / (o.k * o.c + o.verify_cost)
+
+
+def reasons_slow(o: Outcome) -> list[str]:
+    """Why speculation did not pay, from the numbers: each a sentence with what would change it."""
+    out = []
+    if o.verify_cost is not None and o.verify_cost >= max(COSTLY_VERIFY, 0.75 * o.tokens_per_verify):
+        out.append(f"A verify forward over {o.k + 1} tokens cost {o.verify_cost:.2f}x a one-token forward, close to "
+                   f"the {o.tokens_per_verify:.2f} tokens it produced: this processor pays for nearly every extra "
+                   "token (the forward is compute-bound here, e.g. without native bf16 arithmetic). A smaller k, "
+                   "or hardware where the forward is memory-bound (native bf16, a GPU), would change that.")
+    if o.c is not None and o.k * o.c >= 0.25:
+        out.append(f"Drafting cost c = {o.c:.3f} of a target forward per token, {o.k * o.c:.2f} forwards per round "
+                   f"of k = {o.k}: a cheaper drafter or a smaller k would leave more of the gain.")
+    if o.tokens_per_verify < 1.5:
+        acc = f" (acceptance {o.alpha:.2f} per drafted token)" if o.alpha is not None else ""
+        out.append(f"Each verify produced only {o.tokens_per_verify:.2f} tokens{acc}: most drafts were rejected. "
+                   "Text that repeats earlier text, or a drafter trained for this target, would raise it.")
+    if busy(o.load, o.n_cores):
+        out.append(f"The machine was busy (load average {o.load:.1f} on {o.n_cores} cores): every timing includes "
+                   "waiting for a core, which hurts the k-token verify and the drafter alike; rerun when it is idle.")
+    return out
+
+
+def explain_speed(o: Outcome, what: str = "speculative decoding") -> str:
+    """A short paragraph chosen from the measured outcome: did it pay, by how much, and why (or why not)."""
+    problem = measurement_problem(o.speedup, o.tokens_per_verify)
+    if problem:
+        return problem[0].upper() + problem[1:] + "."
+    pred = predicted_speedup(o)
+    parts = [f"{o.tokens_per_verify:.2f} tokens per verify"]
+    if o.verify_cost is not None:
+        parts.append(f"a {o.k + 1}-token verify costing {o.verify_cost:.2f}x a one-token forward")
+    if o.c is not None:
+        parts.append(f"drafting at c = {o.c:.3f}")
+    numbers = ", ".join(parts)
+    if o.speedup >= 1 + EVEN:
+        text = f"Here {what} was {o.speedup:.2f}x as fast as plain decoding ({numbers})."
+    elif o.speedup > 1 - EVEN:
+        text = f"Here {what} came out about even with plain decoding ({o.speedup:.2f}x; {numbers})."
+    else:
+        text = f"Here {what} was slower than plain decoding ({o.speedup:.2f}x; {numbers})."
+    if pred is not None:
+        text += f" Those parts predict {pred:.2f}x."
+    if o.speedup < 1 + EVEN:
+        reasons = reasons_slow(o)
+        text += " " + (" ".join(reasons) if reasons else "No single cause stands out in these numbers: the rest is "
+                       "the loop's own overhead per round (Python, cache bookkeeping), which a larger model hides.")
+    elif busy(o.load, o.n_cores):
+        text += (f" The machine was busy (load average {o.load:.1f} on {o.n_cores} cores), so expect these numbers "
+                 "to move on a rerun.")
+    return text
+
+
+def explain_best_k(k_measured: int, s_measured: float, k_theory: int, s_theory: float) -> str:
+    """Compare the best k measured with the best k the theory (with the measured verify cost) predicts."""
+    if k_measured == 0:
+        head = "No draft length beat plain decoding in this run"
+    else:
+        head = f"The fastest draft length measured was k = {k_measured} ({s_measured:.2f}x)"
+    if k_theory == 0:
+        theory = "the theory, fed this run's acceptance, drafting cost and verify cost, also predicts no gain"
+    else:
+        theory = f"the theory, fed this run's numbers, predicts k = {k_theory} ({s_theory:.2f}x)"
+    agree = "they agree" if k_theory == k_measured else "they differ"
+    return f"{head}; {theory}: {agree}."
+
+
+def explain_repetition(share: float, n: int = 4) -> str:
+    """What the output's repetition (share of its n-grams seen before) means for prompt lookup."""
+    pct = f"{100 * share:.0f}%"
+    if share >= 0.5:
+        return (f"{pct} of the generated {n}-grams had already appeared in the prompt or earlier in the output: the "
+                "text loops or copies, which is exactly what prompt lookup drafts from, so its acceptance here says "
+                "more about the repetition than about the drafter.")
+    if share >= 0.15:
+        return (f"{pct} of the generated {n}-grams had already appeared: some copying, which prompt lookup "
+                "turns into accepted drafts; new text gives it nothing to copy.")
+    return (f"Only {pct} of the generated {n}-grams had appeared before: little to copy, so prompt lookup has "
+            "little to propose here.")

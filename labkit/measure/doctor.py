@@ -1,0 +1,205 @@
+"""`labkit doctor`: what kind of machine is this, and can speculative decoding pay on it?
+
+Measures in well under a minute: the copy rate, the verify cost T(k+1)/T(1) in bf16 and fp32 (one forward over
+k+1 tokens against one over 1), which thread count is fastest now, and the CPU's features; then says, from those
+numbers and labkit.measure.theory, which drafter acceptance and which k can beat plain decoding here.
+
+Why it matters: machines of the same kind differ. On one, a 9-token bf16 verify cost 1.15x a 1-token forward; on
+another (AVX2 only, no native bf16) 2 tokens cost 1.4x and 9 tokens 4.9x, and every drafter lost there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from labkit.measure import theory
+from labkit.measure.timing import copy_bandwidth, time_forward, verify_cost_curve
+from labkit.threads import cores, default_threads, fastest_threads, load_average
+
+KS = (1, 2, 3, 4, 6, 8)
+ALPHAS = (0.5, 0.7, 0.9)  # drafter acceptance levels the verdict gives advice for
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+@dataclass
+class Verdict:
+    """What the theory says for a free drafter (c = 0) on a measured verify cost curve."""
+
+    verify_cost: dict[int, float]  # {k: T(k+1)/T(1)}
+    break_even_alpha: float | None  # the lowest acceptance at which some k beats plain decoding (None: none does)
+    advice: list[dict[str, float]]  # per alpha: best k and the speedup it should give
+
+    def text(self) -> str:
+        """Plain words, from the numbers."""
+        lines = [f"verify cost against a 1-token forward: {curve_text(self.verify_cost)}"]
+        a = self.break_even_alpha
+        if a is None:
+            lines.append("speculative decoding cannot pay here: a verify over k+1 tokens costs about as much as the "
+                         "k+1 tokens it could produce, even with every draft accepted")
+            return "\n".join(lines)
+        if a <= 0.3:
+            kind = "can pay here: the verify is nearly free (the forward waits on memory, as speculation needs)"
+        elif a <= 0.6:
+            kind = "can pay here only with good drafts: a verify over more tokens costs noticeably more"
+        else:
+            kind = ("rarely pays here: the verify cost grows almost with the tokens (the forward is compute-bound, "
+                    "e.g. no native bf16)")
+        lines.append(f"speculative decoding {kind}; a free drafter (prompt lookup) needs acceptance above {a:.2f} "
+                     "per drafted token, a drafter that costs time needs more")
+        for row in self.advice:
+            if row["k"] == 0:
+                lines.append(f"  acceptance {row['alpha']:.1f}: no k beats plain decoding")
+            else:
+                lines.append(f"  acceptance {row['alpha']:.1f}: k = {row['k']:.0f} should give {row['speedup']:.2f}x")
+        return "\n".join(lines)
+
+
+def curve_text(verify_cost: dict[int, float]) -> str:
+    """{k: T(k+1)/T(1)} as "2 tokens 1.05x, 3 tokens 1.10x, ..."."""
+    return ", ".join(f"{k + 1} tokens {r:.2f}x" for k, r in sorted(verify_cost.items()))
+
+
+def verdict(verify_cost: dict[int, float], alphas: tuple[float, ...] = ALPHAS) -> Verdict:
+    """The theory (labkit.measure.theory) with a measured verify cost curve, for a free drafter."""
+    verify_cost = {k: max(1.0, r) for k, r in verify_cost.items()}  # below 1 is timing noise: more work, not less
+    grid = [i / 100 for i in range(1, 100)]
+    even = next((a for a in grid if theory.best_k(a, 0.0, max(verify_cost), verify_cost)[0] > 0), None)
+    advice = []
+    for a in alphas:
+        k, s = theory.best_k(a, 0.0, max(verify_cost), verify_cost)
+        advice.append({"alpha": a, "k": k, "speedup": s})
+    return Verdict(verify_cost, even, advice)
+
+
+@dataclass
+class Diagnosis:
+    """Everything `labkit doctor` measured, and what follows from it."""
+
+    device: str
+    cpu: str
+    n_cores: int
+    load: float | None
+    capability: str  # torch's CPU kernel level (e.g. AVX512, AVX2)
+    features: dict[str, bool]  # from /proc/cpuinfo
+    copy_gb_s: float
+    one_token_ms: dict[str, float]  # dtype -> ms of a one-token forward
+    verify_cost: dict[str, dict[int, float]]  # dtype -> {k: T(k+1)/T(1)}
+    thread_ms: dict[int, float]  # threads -> ms of a one-token forward
+    fastest_threads: int
+    policy_threads: int  # what labkit's thread policy picks now without measuring
+    dtype: str  # what labkit uses by default
+    verdict: Verdict
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cpu_info() -> tuple[str, dict[str, bool]]:
+    """The CPU's model name and which of CPU_FLAGS it reports (empty where /proc/cpuinfo does not exist)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown", {}
+    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "unknown")
+    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
+    return name, {f: f in flags for f in CPU_FLAGS}
+
+
+def diagnose(target: Any = None, ks: tuple[int, ...] = KS, repeats: int = 3, device: str | None = None,
+             copy_megabytes: int = 256) -> Diagnosis:
+    """Measure this machine (the embedded target unless one is given; its weights are converted between dtypes)."""
+    from labkit.models.load import as_target, default_device, load_target
+
+    t0 = time.perf_counter()
+    dev = torch.device(device) if device else default_device()
+    if target is None:
+        target = load_target("gemma3-270m", device=dev, progress=False)
+    target = as_target(target)
+    model = target.model
+    name, features = cpu_info()
+    policy = default_threads()
+
+    def one_token_ms() -> float:
+        return time_forward(target, [1], repeats=repeats)[0]["ms"]
+
+    best, thread_s = fastest_threads(one_token_ms)
+    torch.set_num_threads(best)
+    copy = copy_bandwidth(dev, megabytes=copy_megabytes)
+    ms, curves = {}, {}
+    for dname, dt in DTYPES.items():  # bf16 first: labkit's default, and the model arrives in it
+        model.to(dt)
+        ms[dname] = one_token_ms()
+        curves[dname] = verify_cost_curve(target, ks, repeats=repeats)
+    model.to(torch.bfloat16)
+    d = Diagnosis(device=dev.type, cpu=name, n_cores=cores(), load=load_average(),
+                  capability=torch.backends.cpu.get_cpu_capability(), features=features, copy_gb_s=copy / 1e9,
+                  one_token_ms=ms, verify_cost=curves, thread_ms=thread_s, fastest_threads=best,
+                  policy_threads=policy, dtype="bf16", verdict=verdict(curves["bf16"]))
+    d.notes = notes(d)
+    d.seconds = time.perf_counter() - t0
+    return d
+
+
+def notes(d: Diagnosis) -> list[str]:
+    """Plain-word remarks on dtype, threads, CPU features and load, chosen from the measurements."""
+    out = []
+    bf16, fp32 = d.one_token_ms["bf16"], d.one_token_ms["fp32"]
+    if d.device == "cpu" and not (d.features.get("avx512_bf16") or d.features.get("amx_bf16")):
+        out.append("this CPU has no native bf16 arithmetic (no avx512_bf16 / amx_bf16): bf16 matrix products are "
+                   "emulated, so verifying more tokens costs more")
+    if fp32 < 0.9 * bf16:
+        out.append(f"fp32 was faster than bf16 here ({fp32:.1f} vs {bf16:.1f} ms per token): pass --dtype fp32")
+    else:
+        out.append(f"labkit uses bf16 (its default): {bf16:.1f} ms per one-token forward here, fp32 {fp32:.1f} ms")
+    if d.fastest_threads == d.policy_threads:
+        out.append(f"labkit uses {d.policy_threads} thread(s) now, the fastest count measured")
+    else:
+        out.append(f"labkit's thread policy picks {d.policy_threads} thread(s) now, but {d.fastest_threads} measured "
+                   f"faster: set LABKIT_THREADS={d.fastest_threads} (the bench probes and picks it by itself)")
+    if d.load is not None and d.load > d.n_cores:
+        out.append(f"the machine is busy (load average {d.load:.1f} on {d.n_cores} cores): these timings include "
+                   "waiting for a core; run `labkit doctor` again when it is idle")
+    return out
+
+
+def render(d: Diagnosis) -> str:
+    """The doctor's report as text."""
+    feats = ", ".join(f for f, on in d.features.items() if on) or "none of " + ", ".join(CPU_FLAGS)
+    threads = ", ".join(f"{n}: {ms:.1f} ms" for n, ms in sorted(d.thread_ms.items()))
+    load = f"{d.load:.1f}" if d.load is not None else "unknown"
+    lines = [
+        f"machine: {d.cpu} ({d.device}), {d.n_cores} cores, load average {load}",
+        f"cpu features: {feats}; torch kernels: {d.capability}",
+        f"copy rate: {d.copy_gb_s:.1f} GB/s",
+        f"one-token forward: bf16 {d.one_token_ms['bf16']:.1f} ms, fp32 {d.one_token_ms['fp32']:.1f} ms "
+        f"(threads {threads})",
+        f"fp32 verify cost against a 1-token forward: {curve_text(d.verify_cost['fp32'])}",
+        "bf16 " + d.verdict.text(),
+        *d.notes,
+        f"(measured in {d.seconds:.0f} s)",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_doctor(a: argparse.Namespace) -> int:
+    import json
+
+    d = diagnose(device=a.device)
+    print(json.dumps(d.as_dict()) if a.json else render(d))
+    return 0
+
+
+def register_cli(sub: Any) -> None:
+    p = sub.add_parser("doctor", help="measure this machine (under a minute): can speculative decoding pay here?")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+    p.set_defaults(func=cmd_doctor)
