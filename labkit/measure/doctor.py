@@ -22,7 +22,7 @@ from labkit.measure import theory
 from labkit.measure.timing import copy_bandwidth, time_forward, verify_cost_curve
 from labkit.threads import cores, default_threads, fastest_threads, load_average
 
-KS = (1, 2, 3, 4, 6, 8)
+KS = (1, 2, 3, 4, 8)
 ALPHAS = (0.5, 0.7, 0.9)  # drafter acceptance levels the verdict gives advice for
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -44,13 +44,15 @@ class Verdict:
             lines.append("speculative decoding cannot pay here: a verify over k+1 tokens costs about as much as the "
                          "k+1 tokens it could produce, even with every draft accepted")
             return "\n".join(lines)
+        k = max(self.verify_cost)
+        cost = f"a verify over {k + 1} tokens costs {self.verify_cost[k]:.2f}x a one-token forward"
         if a <= 0.3:
-            kind = "can pay here: the verify is nearly free (the forward waits on memory, as speculation needs)"
+            kind = f"can pay here: {cost} (the forward mostly waits on memory, as speculation needs)"
         elif a <= 0.6:
-            kind = "can pay here only with good drafts: a verify over more tokens costs noticeably more"
+            kind = f"can pay here only with good drafts: {cost}"
         else:
-            kind = ("rarely pays here: the verify cost grows almost with the tokens (the forward is compute-bound, "
-                    "e.g. no native bf16)")
+            kind = (f"rarely pays here: {cost}, almost as much as the tokens it checks (the forward is compute-bound, "
+                    "e.g. without native bf16)")
         lines.append(f"speculative decoding {kind}; a free drafter (prompt lookup) needs acceptance above {a:.2f} "
                      "per drafted token, a drafter that costs time needs more")
         for row in self.advice:
@@ -128,10 +130,10 @@ def diagnose(target: Any = None, ks: tuple[int, ...] = KS, repeats: int = 3, dev
     name, features = cpu_info()
     policy = default_threads()
 
-    def one_token_ms() -> float:
-        return time_forward(target, [1], repeats=repeats)[0]["ms"]
+    def one_token_ms(reps: int = repeats) -> float:
+        return time_forward(target, [1], repeats=reps)[0]["ms"]
 
-    best, thread_s = fastest_threads(one_token_ms)
+    best, thread_s = fastest_threads(lambda: one_token_ms(1), rounds=2)  # short: a slow count is very slow
     torch.set_num_threads(best)
     copy = copy_bandwidth(dev, megabytes=copy_megabytes)
     ms, curves = {}, {}
@@ -193,6 +195,10 @@ def render(d: Diagnosis) -> str:
 def cmd_doctor(a: argparse.Namespace) -> int:
     import json
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the report is the output
+    hf_logging.set_verbosity_error()
     d = diagnose(device=a.device)
     print(json.dumps(d.as_dict()) if a.json else render(d))
     return 0
