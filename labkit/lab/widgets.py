@@ -355,11 +355,14 @@ class BackgroundRun(W.VBox):
 
 class SpeedSweep(BackgroundRun):
     """Speed vs draft length k, measured live: the plot grows a point per k, the theory curve (from the measured
-    alpha and c) is redrawn as the estimates improve, the best k is marked. Runs in a thread; Stop works."""
+    alpha, c and the measured ``verify_cost`` when given) is redrawn as the estimates improve, the best k is marked.
+    Runs in a thread; Stop works."""
 
     def __init__(self, target: Any, drafter: Any, ks: Iterable[int], prompts: Sequence[str],
-                 max_new_tokens: int = 48, repeats: int = 1, title: str = "speed vs k", **gen: Any):
+                 max_new_tokens: int = 48, repeats: int = 1, title: str = "speed vs k",
+                 verify_cost: dict[int, float] | None = None, **gen: Any):
         self.target, self.drafter = target, drafter
+        self.verify_cost = verify_cost  # measured T(k+1)/T(1): the theory curve uses it instead of a free verify
         self.ks = sorted(set(ks) | {0})  # k = 0 is plain decoding: the baseline every speedup divides by
         self.prompts, self.max_new_tokens, self.repeats, self.gen = list(prompts), max_new_tokens, repeats, gen
         self.k_max = max(self.ks)
@@ -398,7 +401,7 @@ class SpeedSweep(BackgroundRun):
 
     def redraw(self) -> None:
         alpha, c = self.estimates()
-        fresh = figures.speed_vs_k(self.points, alpha=alpha, c=c, k_max=self.k_max)
+        fresh = figures.speed_vs_k(self.points, alpha=alpha, c=c, k_max=self.k_max, verify_cost=self.verify_cost)
         with self.fig.batch_update():
             self.fig.data = []
             self.fig.add_traces(list(fresh.data))
