@@ -202,6 +202,16 @@ def speed_vs_k(points: Sequence[Mapping[str, Any]] = (), alpha: float | None = N
     return fig
 
 
+def repetition_bars(shares: Mapping[str, float], n: int = 4,
+                    title: str = "Repetition: share of generated 4-grams seen before") -> go.Figure:
+    """One bar per run (``shares`` from labkit.measure.text.repetition): how much of the output copies earlier text,
+    which is what prompt lookup drafts from. Shown next to a speed figure so a win can be read for what it is."""
+    fig = _fig(title, "run", f"share of generated {n}-grams already seen", yaxis_range=[0, 1])
+    fig.add_bar(x=list(shares), y=list(shares.values()), marker_color=COLORS["plain"],
+                text=[f"{100 * v:.0f}%" for v in shares.values()], textposition="outside")
+    return fig
+
+
 # ----------------------------------------------------------------------------------------- verify cost (roofline)
 
 
