@@ -60,8 +60,8 @@ stepper
 # %% [markdown]
 # ## The same numbers as a table
 #
-# One row per drafted token. Note the pattern of `accepted`: within a round it is a run of `True` then at most one
-# `False` (the first rejection; later drafts are never checked).
+# One row per drafted token. Note the pattern of the `verdict` column: within a round it is a run of `accepted`,
+# then at most one `rejected` (the first rejection); later drafts are `unverified` (never checked).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
