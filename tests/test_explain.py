@@ -121,3 +121,9 @@ def test_doctor_on_a_tiny_model():
     text = render(d)
     assert "verify cost against a 1-token forward" in text and f"{d.n_cores} cores" in text
     assert d.as_dict()["verdict"]["verify_cost"] == d.verdict.verify_cost
+
+
+def test_verify_cost_sentences():
+    assert "grows slowly" in explain.explain_verify_cost({1: 60.0, 8: 70.0})
+    assert "grows noticeably" in explain.explain_verify_cost({1: 60.0, 8: 150.0})
+    assert "almost with k" in explain.explain_verify_cost({1: 75.0, 8: 340.0})  # the AVX2-only machine

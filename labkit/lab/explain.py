@@ -138,3 +138,19 @@ def explain_repetition(share: float, n: int = 4) -> str:
                 "turns into accepted drafts; new text gives it nothing to copy.")
     return (f"Only {pct} of the generated {n}-grams had appeared before: little to copy, so prompt lookup has "
             "little to propose here.")
+
+
+def explain_verify_cost(ms_by_k: dict[int, float], k: int = 8) -> str:
+    """How a forward over k tokens compares with one over 1 token and with k one-token forwards (notebook 01)."""
+    one, many = ms_by_k[1], ms_by_k[k]
+    ratio = many / one
+    head = (f"A forward over {k} tokens took {many:.1f} ms, {ratio:.2f}x one over 1 token ({one:.1f} ms); "
+            f"{k} one-token forwards would take {k * one:.0f} ms.")
+    if ratio < 2:
+        return head + (" The cost grows slowly with k: the forward mostly waits for the weights to arrive from memory, "
+                       "and checking several drafted tokens at once is nearly free here.")
+    if ratio < k / 2:
+        return head + (f" The cost grows noticeably: checking {k} tokens costs {ratio:.1f} one-token forwards, so a "
+                       "drafter must get several accepted per round before speculation pays.")
+    return head + (" The cost grows almost with k: this processor is compute-bound even for a few tokens (e.g. no "
+                   "native bf16), so speculative decoding has little room to pay here.")
