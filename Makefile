@@ -24,8 +24,10 @@ prepare: $(STAMP)
 
 setup: prepare
 
+# Serve the repository root (README, docs and notebooks all reachable in the lab), opening the first notebook.
 lab: setup
-	$(BIN)/jupyter lab $(LAB_ARGS) notebooks/00_quickstart.ipynb
+	$(BIN)/jupyter lab $(LAB_ARGS) --ServerApp.root_dir="$(CURDIR)" \
+		--LabApp.default_url=/lab/tree/notebooks/00_quickstart.ipynb
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
