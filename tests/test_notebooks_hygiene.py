@@ -80,3 +80,37 @@ def test_notebooks_match_their_sources():
         want = [(c.cell_type, c.source) for c in build.parse(src).cells]
         have = [(c["cell_type"], "".join(c["source"])) for c in _load(path)["cells"]]
         assert have == want, f"{path.name} differs from {src.name}: rebuild with notebooks/build.py {path.stem[:2]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_plotly_javascript_committed(path):
+    """Figures are saved as plotly JSON (drawn by JupyterLab without a kernel), never with plotly.js inside."""
+    for i, cell in enumerate(_code(_load(path))):
+        for out in cell.get("outputs", []):
+            html = "".join(out.get("data", {}).get("text/html", ""))
+            assert "window.PlotlyConfig" not in html and len(html) < 300_000, \
+                f"{path.name} cell {i}: plotly.js embedded in the output (use the plotly_mimetype renderer)"
+
+
+SPEED_NOTEBOOKS = ["00_quickstart", "04_mtp_drafters", "06_speed_vs_draft_length"]
+
+
+@pytest.mark.parametrize("name", SPEED_NOTEBOOKS)
+def test_speed_notebooks_show_text_repetition_and_measured_sentences(name):
+    """Issue 12: each speed notebook prints the generated text, measures its repetition, uses the verify cost
+    measured in the same run, and says what the speed means through a sentence chosen from its numbers."""
+    src = (NB_DIR / "src" / f"{name}.py").read_text(encoding="utf-8")
+    for needle in ("repetition(", "explain_speed(", "verify_cost_curve(", ".text"):
+        assert needle in src, f"{name}: no {needle}"
+    outputs = "".join("".join(o.get("text", "")) for c in _code(_load(NB_DIR / f"{name}.ipynb"))
+                      for o in c.get("outputs", []))
+    assert "of the generated 4-grams" in outputs, f"{name}: the repetition sentence is not in the executed notebook"
+    assert "plain decoding" in outputs and ("as fast as" in outputs or "slower than" in outputs
+                                            or "about even" in outputs or "Measurement problem" in outputs)
+
+
+def test_verify_cost_notebooks_show_the_doctor_verdict():
+    for name in ("01_why_verify_is_cheap", "06_speed_vs_draft_length"):
+        outputs = "".join("".join(o.get("text", "")) for c in _code(_load(NB_DIR / f"{name}.ipynb"))
+                          for o in c.get("outputs", []))
+        assert "verify cost against a 1-token forward" in outputs, f"{name}: no doctor verdict printed"
