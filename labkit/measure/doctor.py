@@ -36,9 +36,9 @@ class Verdict:
     break_even_alpha: float | None  # the lowest acceptance at which some k beats plain decoding (None: none does)
     advice: list[dict[str, float]]  # per alpha: best k and the speedup it should give
 
-    def text(self) -> str:
-        """Plain words, from the numbers."""
-        lines = [f"verify cost against a 1-token forward: {curve_text(self.verify_cost)}"]
+    def text(self, with_curve: bool = True) -> str:
+        """Plain words, from the numbers (``with_curve=False``: without the line listing the cost curve)."""
+        lines = [f"verify cost against a 1-token forward: {curve_text(self.verify_cost)}"] if with_curve else []
         a = self.break_even_alpha
         if a is None:
             lines.append("speculative decoding cannot pay here: a verify over k+1 tokens costs about as much as the "
