@@ -60,6 +60,7 @@ def test_best_k_sentence_and_repetition():
     assert "k = 3 (1.40x)" in explain.explain_best_k(3, 1.4, 5, 1.9) and "they differ" in explain.explain_best_k(
         3, 1.4, 5, 1.9)
     assert "loops or copies" in explain.explain_repetition(0.8)
+    assert "for the MTP head too" in explain.explain_repetition(0.8, drafter="the MTP head")
     assert "some copying" in explain.explain_repetition(0.3)
     assert "little to copy" in explain.explain_repetition(0.05)
 

@@ -126,13 +126,17 @@ def explain_best_k(k_measured: int, s_measured: float, k_theory: int, s_theory: 
     return f"{head}; {theory}: {agree}."
 
 
-def explain_repetition(share: float, n: int = 4) -> str:
-    """What the output's repetition (share of its n-grams seen before) means for prompt lookup."""
+def explain_repetition(share: float, n: int = 4, drafter: str = "prompt lookup") -> str:
+    """What the output's repetition (share of its n-grams seen before) means for a drafter's acceptance."""
     pct = f"{100 * share:.0f}%"
+    lookup = drafter == "prompt lookup"
     if share >= 0.5:
-        return (f"{pct} of the generated {n}-grams had already appeared in the prompt or earlier in the output: the "
-                "text loops or copies, which is exactly what prompt lookup drafts from, so its acceptance here says "
-                "more about the repetition than about the drafter.")
+        why = ("which is exactly what prompt lookup drafts from, so its acceptance here says more about the "
+               "repetition than about the drafter" if lookup else
+               f"which makes it easy to predict, for {drafter} too (and free for prompt lookup): expect lower "
+               "acceptance on text that does not repeat")
+        return f"{pct} of the generated {n}-grams had already appeared in the prompt or earlier in the output: the " \
+               f"text loops or copies, {why}."
     if share >= 0.15:
         return (f"{pct} of the generated {n}-grams had already appeared: some copying, which prompt lookup "
                 "turns into accepted drafts; new text gives it nothing to copy.")
