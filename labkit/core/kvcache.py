@@ -28,7 +28,16 @@ def new_cache(model: Any, kind: str = "dynamic", max_len: int | None = None) -> 
     return cache
 
 
-def cache_len(cache: DynamicCache) -> int:
+def cache_len(cache: DynamicCache | StaticCache) -> int:
+    """Tokens in the cache, read without a device sync where possible.
+
+    A static cache keeps the length of its full-attention layers in a device tensor (reading it makes the host wait
+    for the GPU); its sliding layers and every dynamic layer know it on the host, so read one of those first.
+    """
+    for layer in cache.layers:
+        n = layer.get_seq_length()
+        if isinstance(n, int):
+            return n
     return int(cache.get_seq_length())
 
 

@@ -56,6 +56,8 @@ class RoundRecord:
     verify_seconds: float
     finished: str | None = None  # "eos" | "length" when the round ended generation
     reused_target_state: int = 0  # target KV positions a drafter read instead of recomputing (MTP)
+    k_requested: int = 0  # draft tokens asked of the drafter this round (len(drafted) may be fewer)
+    draft_reason: str = ""  # why the round drafted as many tokens as it did (the draft-length policy's words)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

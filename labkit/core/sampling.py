@@ -53,16 +53,55 @@ def warp(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
     return torch.softmax(x, dim=-1)
 
 
-class Sampler:
-    """What a drafter uses to pick a token: argmax in greedy mode, a seeded draw from the warped q otherwise."""
+def sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One draw from ``probs`` [..., V] (need not sum to 1) as a [..., 1] long tensor, without a host sync.
 
-    def __init__(self, cfg: SamplingConfig, generator: torch.Generator):
+    ``torch.multinomial`` reads two values on the host to validate its input (a GPU sync per draw); this is the
+    same exponential-race draw it makes internally, so a seed gives the same token as ``torch.multinomial``.
+    """
+    race = torch.empty_like(probs).exponential_(1, generator=generator)
+    return (probs / race).argmax(dim=-1, keepdim=True)
+
+
+class Sampler:
+    """What a drafter uses to pick a token, and the round's rule for when to stop drafting.
+
+    Greedy: the argmax; sampling: a seeded draw from the warped q. ``min_confidence`` (a draft-length policy's
+    threshold, e.g. ``ConfidenceStop``) stops a round after a drafted token the drafter itself gave q below it.
+    """
+
+    def __init__(self, cfg: SamplingConfig, generator: torch.Generator, min_confidence: float | None = None):
         self.cfg = cfg
         self.generator = generator
+        self.min_confidence = min_confidence
+        self.stopped: tuple[int, float] | None = None  # (position, q) of the token that stopped this round's draft
+        self.checked = 0  # drafted tokens this round whose drafter asked should_stop
+
+    @property
+    def greedy(self) -> bool:
+        return self.cfg.greedy
+
+    def start_round(self, min_confidence: float | None = None) -> None:
+        self.min_confidence, self.stopped, self.checked = min_confidence, None, 0
 
     def pick(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (token [1] long, probs [V]) from logits [V]; the token stays on device (no host sync)."""
         probs = warp(logits, self.cfg)
         if self.cfg.greedy:  # fp32 argmax: same index, several times faster than bf16's on CPU
             return logits.float().argmax(dim=-1, keepdim=True), probs
-        return torch.multinomial(probs, 1, generator=self.generator), probs
+        return sample(probs, self.generator), probs
+
+    def should_stop(self, q_token: torch.Tensor) -> bool:
+        """After drafting a token with drafter probability ``q_token``: stop this round's draft here?
+
+        Only a confidence threshold reads q on the host (one sync per drafted token, as transformers'
+        ``assistant_confidence_threshold`` does); without one, drafting never waits for the device.
+        """
+        self.checked += 1
+        if self.min_confidence is None:
+            return False
+        q = float(q_token)
+        if q < self.min_confidence:
+            self.stopped = (self.checked, q)
+            return True
+        return False

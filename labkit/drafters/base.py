@@ -24,6 +24,7 @@ class DraftContext:
     target_cache: Any  # the target's KV cache (read-only for drafters; MTP drafters attend to it)
     hidden: torch.Tensor | None  # target's last hidden state at position L-2 (the one that produced ids[-1])
     round: int
+    tokens: list[int] | None = None  # ids again, on the host: read these instead of copying ids off the device
 
 
 @dataclass
@@ -33,6 +34,9 @@ class Proposal:
     tokens: torch.Tensor  # [k'] long, k' <= k, on the target's device
     q: torch.Tensor | None = None  # [k', V] warped drafter probabilities; None = a deterministic proposal
     reused_target_state: int = 0  # target KV positions read instead of recomputed (MTP)
+    # [k'] the drafter's probability of each drafted token. In greedy mode (``sampler.greedy``) report this and
+    # leave q None: greedy verification compares tokens, so no k x V distribution needs building
+    q_tokens: torch.Tensor | None = None
 
 
 class Drafter:
@@ -46,6 +50,8 @@ class Drafter:
         """A new generation starts; prefill any state of your own with ``prompt_ids[:-1]``."""
 
     def propose(self, ctx: DraftContext, k: int, sampler: Sampler) -> Proposal:
+        """Up to k tokens. After each drafted token, ``sampler.should_stop(q_token)`` says whether the round's
+        draft-length policy stops here (it reads the device only when the policy has a confidence threshold)."""
         raise NotImplementedError
 
     def rollback(self, accepted: int) -> None:

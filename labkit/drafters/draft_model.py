@@ -32,15 +32,19 @@ class DraftModelDrafter(Drafter):
         self._start = ctx.ids.numel()
         # Feed what the cache lacks: the pending token, plus the last draft after a full acceptance.
         x = ctx.ids[cache_len(self.cache):]
-        tokens, probs = [], []
+        tokens, probs, q_tokens = [], [], []
         for _ in range(k):
             tok, q = self.pick(self._step(x), sampler, ctx)
             tokens.append(tok)
-            probs.append(q)
+            q_tokens.append(q[tok])
+            if not sampler.greedy:  # greedy verification compares tokens: keep no k x V distributions
+                probs.append(q)
+            if sampler.should_stop(q_tokens[-1]):  # the draft-length policy's confidence threshold
+                break
             x = tok
         if not tokens:
             return empty_proposal(ctx.ids.device)
-        return Proposal(torch.cat(tokens), torch.stack(probs))
+        return Proposal(torch.cat(tokens), torch.stack(probs) if probs else None, q_tokens=torch.cat(q_tokens))
 
     def pick(self, logits: torch.Tensor, sampler: Sampler, ctx: DraftContext) -> tuple[torch.Tensor, torch.Tensor]:
         """Choose the next draft token and report the distribution it was drawn from."""

@@ -94,19 +94,24 @@ class Gemma4AssistantDrafter(Drafter):
         if self._bound is not ctx.target.model:
             self._bind(ctx.target)
         kv = target_kv(ctx.target_cache, self._kv_layers, self._window)
-        pos = torch.tensor([[ctx.ids.numel() - 1]], device=ctx.ids.device)
+        pos = torch.full((1, 1), ctx.ids.numel() - 1, device=ctx.ids.device)
         h = ctx.hidden.reshape(1, 1, -1)
         tok = ctx.ids[-1:]
-        tokens, probs = [], []
+        tokens, probs, q_tokens = [], [], []
         for _ in range(k):
             x = torch.cat([self._embed(tok[None]), h.to(self._embed.weight.dtype)], dim=-1)
             out = self.model(inputs_embeds=x, position_ids=pos, shared_kv_states=dict(kv), attention_mask=None)
             tok, q = sampler.pick(out.logits[0, -1])
             h = out.last_hidden_state
             tokens.append(tok)
-            probs.append(q)
+            q_tokens.append(q[tok])
+            if not sampler.greedy:  # greedy verification compares tokens: keep no k x V distributions
+                probs.append(q)
+            if sampler.should_stop(q_tokens[-1]):  # the draft-length policy's confidence threshold
+                break
         reused = max(key.shape[-2] for key, _ in kv.values())
-        return Proposal(torch.cat(tokens), torch.stack(probs), reused_target_state=reused)
+        return Proposal(torch.cat(tokens), torch.stack(probs) if probs else None, reused_target_state=reused,
+                        q_tokens=torch.cat(q_tokens))
 
     def __repr__(self) -> str:
         return self.name

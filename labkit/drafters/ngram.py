@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from labkit.core.sampling import Sampler
 from labkit.drafters.base import DraftContext, Drafter, Proposal, empty_proposal
 
@@ -18,7 +20,8 @@ class NGramDrafter(Drafter):
         self.name = f"ngram(n={n})"
 
     def propose(self, ctx: DraftContext, k: int, sampler: Sampler) -> Proposal:
-        ids = ctx.ids.cpu()  # lookup is cheap integer work; do it on the host
+        # lookup is cheap integer work; do it on the host, from the engine's host copy when there is one
+        ids = torch.tensor(ctx.tokens) if ctx.tokens is not None else ctx.ids.cpu()
         L = ids.numel()
         for n in range(min(self.n, L - 1), self.min_n - 1, -1):
             tail = ids[L - n:]

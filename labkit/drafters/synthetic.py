@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from labkit.core.sampling import Sampler
+from labkit.core.sampling import Sampler, sample
 from labkit.drafters.base import DraftContext
 from labkit.drafters.draft_model import DraftModelDrafter
 from labkit.models.load import Target
@@ -35,5 +35,5 @@ class SyntheticDrafter(DraftModelDrafter):
     def pick(self, logits: torch.Tensor, sampler: Sampler, ctx: DraftContext) -> tuple[torch.Tensor, torch.Tensor]:
         V = logits.shape[-1]
         q = torch.full((V,), (1 - self.alpha) / (V - 1), device=logits.device)
-        q[logits.argmax(-1)] = self.alpha
-        return torch.multinomial(q, 1, generator=sampler.generator), q
+        q[logits.argmax(-1, keepdim=True)] = self.alpha  # a 1-D index: a 0-d one is read on the host
+        return sample(q, sampler.generator), q

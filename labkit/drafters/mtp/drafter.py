@@ -200,7 +200,7 @@ class MTPDrafter(Drafter):
         self._extra: set[int] = set()
         self._seen = 0  # committed tokens already folded into the candidate set
 
-    def _candidates(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _candidates(self, ids: torch.Tensor, host_ids: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """vocab_ids plus every committed token outside them (first-seen order), and their LM-head rows.
 
         A greedy continuation often repeats a word of its context that no frequency list holds (a name, a rare
@@ -211,7 +211,8 @@ class MTPDrafter(Drafter):
         if ids.numel() < self._seen:  # a new generation without begin(): start over
             self._reset_candidates()
         known = self._static_set
-        new = [t for t in dict.fromkeys(ids[self._seen:].tolist()) if t not in known and t not in self._extra]
+        fresh = host_ids[self._seen:] if host_ids is not None else ids[self._seen:].tolist()  # no device read
+        new = [t for t in dict.fromkeys(fresh) if t not in known and t not in self._extra]
         self._seen = ids.numel()
         if new:
             self._extra.update(new)
@@ -228,23 +229,29 @@ class MTPDrafter(Drafter):
             self._bind(ctx.target)
         head = self._run
         kv = target_kv(ctx.target_cache, self._kv_layers, head.config.sliding_window)
-        pos = torch.tensor([[ctx.ids.numel() - 1]], device=ctx.ids.device)  # fixed for every step of the round
+        pos = torch.full((1, 1), ctx.ids.numel() - 1, device=ctx.ids.device)  # fixed for every step of the round
         h = ctx.hidden.reshape(1, 1, -1)
         rope = {kind: self._rotary(h, pos, kind) for kind in head.config.layer_types}
-        cand_ids, cand_rows = self._candidates(ctx.ids)
+        cand_ids, cand_rows = self._candidates(ctx.ids, ctx.tokens)
         tok = ctx.ids[-1:]
-        tokens, probs = [], []
+        tokens, probs, q_tokens = [], [], []
         for _ in range(k):
             h = head(self._embed(tok[None]), h, kv, rope)
             z = head.logits(h[0, 0], cand_rows)
             j, q = sampler.pick(z)  # argmax (greedy) or a seeded draw from the warped q over the candidates
             tok = cand_ids[j]
             tokens.append(tok)
-            probs.append(q)
-        q_full = torch.zeros(k, self.vocab_size, device=ctx.ids.device)
-        q_full[:, cand_ids] = torch.stack(probs).float()  # zero outside the candidates: never drawn there
+            q_tokens.append(q[j])
+            if not sampler.greedy:  # greedy verification compares tokens: build no k x V distribution
+                probs.append(q)
+            if sampler.should_stop(q_tokens[-1]):  # the draft-length policy's confidence threshold
+                break
+        q_full = None
+        if probs:
+            q_full = torch.zeros(len(probs), self.vocab_size, device=ctx.ids.device)
+            q_full[:, cand_ids] = torch.stack(probs).float()  # zero outside the candidates: never drawn there
         reused = max(key.shape[-2] for key, _ in kv.values())  # distinct positions: the sliding span is inside
-        return Proposal(torch.cat(tokens), q_full, reused_target_state=reused)
+        return Proposal(torch.cat(tokens), q_full, reused_target_state=reused, q_tokens=torch.cat(q_tokens))
 
     def __repr__(self) -> str:
         return self.name
