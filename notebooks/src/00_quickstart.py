@@ -38,6 +38,12 @@ print(f"{target.name}: {sum(p.numel() for p in target.model.parameters()) / 1e6:
 # earlier in the text and proposes whatever followed them there. It shines when the output repeats the input —
 # code, summaries, edits — and proposes nothing when there is no match.
 #
+# One thing to know about this target: it is a small **base** model (not trained to chat or to stop). Under greedy
+# decoding such a model often *loops*: "The capital of France is" continues "the capital of the country of France.
+# It is the capital of the country of France. …". A loop repeats text already in the context, so prompt lookup
+# drafts it perfectly — its wins on looping text come from the copying, not from cleverness. Every speed notebook
+# therefore prints the generated text and its **repetition** (the share of generated 4-grams already seen).
+#
 # First, plain decoding: one target forward per token. It is the baseline every speedup divides by (it also
 # warms the model up, so the comparison below is fair).
 
@@ -98,6 +104,39 @@ print(f"speedup vs plain:  {speedup:.2f}×   ({decode_tps(timed):.1f} vs {decode
 print(timed.stats.summary())
 
 # %% [markdown]
+# What was generated, how much of it repeats earlier text, and what this run's numbers say about speed (the
+# sentence is chosen from the measured numbers — speedup, tokens per verify, the verify cost measured just now, the
+# machine's load — so it can say "slower" as well as "faster"):
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from labkit.lab.explain import explain_repetition, explain_speed, outcome_now
+from labkit.measure.sweep import estimate_alpha_c
+from labkit.measure.text import repetition
+from labkit.measure.timing import verify_cost_curve
+
+print(prompt + result.text)
+print("---")
+share = repetition(target.tokenizer(prompt, add_special_tokens=False)["input_ids"], result.token_ids)
+verify_cost = verify_cost_curve(target, [4], repeats=ci_scale(5, 2))[4]
+alpha, c = estimate_alpha_c([timed])
+print(explain_repetition(share))
+print(explain_speed(outcome_now(speedup=speedup, tokens_per_verify=tokens_per_verify, k=4, verify_cost=verify_cost,
+                                c=c, alpha=alpha), what="prompt lookup"))
+print("(The code is the target's own greedy continuation — speculative decoding never changes it. A 270M base "
+      "model writes plausible code, not necessarily correct code.)")
+
+# %% [markdown]
+# The dashboard above is live: it needs a running kernel to be drawn. Its acceptance panel as a static figure, which
+# stays readable in the saved notebook:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from labkit.lab import figures
+
+figures.acceptance_by_position({"prompt lookup, k = 4": result}, title="Acceptance by draft position")
+
+# %% [markdown]
 # Same result, as a table (one row per round) — everything the engine recorded is plain data you can analyse:
 
 # %%
@@ -117,8 +156,9 @@ print("wrote", path)
 # %% [markdown]
 # ## Check
 #
-# Greedy speculative decoding keeps only tokens the target itself would pick, so with a free drafter it can
-# only help. (In bf16 a *near-tie* between the top two tokens can still flip one token — notebook 03 explains
+# Greedy speculative decoding keeps only tokens the target itself would pick, so with a drafter that finds
+# matches it can only save target forwards — whether that saves *time* is what the sentence above measured. (In
+# bf16 a *near-tie* between the top two tokens can still flip one token — notebook 03 explains
 # why; here we check the parts that must hold.)
 
 # %%
