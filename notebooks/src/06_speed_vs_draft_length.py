@@ -12,8 +12,14 @@
 # $$\text{speedup}(k) = \frac{1-\alpha^{k+1}}{(1-\alpha)(k c + 1)}$$
 #
 # It rises while the next draft is worth more than it costs, then falls: there is a best *k*, and it needs α > c to
-# be worth speculating at all. Below we measure speedup for each *k*, estimate α and *c* from the same runs, and
-# overlay the curve.
+# be worth speculating at all. That formula assumes a verify forward over k + 1 tokens costs the same as one over 1
+# token. Notebook 01 showed that this depends on the machine, so here the theory uses the verify cost **measured on
+# this machine**, T(k+1)/T(1):
+#
+# $$\text{speedup}(k) = \frac{1-\alpha^{k+1}}{(1-\alpha)\,(k c + T(k+1)/T(1))}$$
+#
+# Below we measure that cost, then the speedup for each *k*, estimate α and *c* from the same runs, and overlay
+# the curve.
 
 # %% labkit-first-cell
 
@@ -30,6 +36,20 @@ KS = ci_scale(list(range(0, 13)), [0, 1, 2, 4, 8])
 N = 32
 
 # %% [markdown]
+# ## The verify cost on this machine
+#
+# One target forward over k + 1 tokens against one over 1 token, on top of 100 cached tokens (what a verify does).
+# The verdict under it is the one `labkit doctor` prints (notebook 01 shows the whole report).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from labkit.measure.doctor import verdict
+from labkit.measure.timing import verify_cost_curve
+
+verify_cost = verify_cost_curve(target, [k for k in KS if k > 0], repeats=ci_scale(5, 2))
+print(verdict(verify_cost).text())
+
+# %% [markdown]
 # ## The live sweep
 #
 # The sweep runs in a background thread, so the notebook stays responsive: the plot grows a point per *k*, the
@@ -42,7 +62,7 @@ N = 32
 # (a background thread may print warnings into this cell)
 from labkit.lab.widgets import SpeedSweep
 
-sweep = SpeedSweep(target, drafter, KS, prompts, max_new_tokens=N, title="MTP drafter")
+sweep = SpeedSweep(target, drafter, KS, prompts, max_new_tokens=N, title="MTP drafter", verify_cost=verify_cost)
 display(sweep)
 sweep.run();  # returns at once; the next cell waits for it
 
@@ -59,27 +79,62 @@ alpha, c = sweep.estimates()
 print(f"measured: alpha = {alpha:.2f} (acceptance per drafted token), c = {c:.3f} (draft step / target forward)")
 pd.DataFrame(sweep.points).round(3)
 
+# %% [markdown]
+# The same figure as a static picture (it stays readable in the saved notebook, without a kernel), and next to it
+# what the sweep generated: the text itself, and how much of it repeats earlier text.
+
 # %%
 # NBVAL_IGNORE_OUTPUT
+from labkit.lab import figures
+
+figures.speed_vs_k(sweep.points, alpha=alpha, c=c, k_max=max(KS), verify_cost=verify_cost,
+                   title="Speedup vs draft length k (theory with the measured verify cost)")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from labkit.measure.text import repetition
+
+tok = target.tokenizer
+plain_runs = sweep.results[0]
+shares = {f"prompt {i + 1}": repetition(tok(p, add_special_tokens=False)["input_ids"], r.token_ids)
+          for i, (p, r) in enumerate(zip(prompts, plain_runs))}
+for i, r in enumerate(plain_runs):
+    print(f"--- prompt {i + 1}, greedy continuation ({N} tokens):\n{r.text}\n")
+figures.repetition_bars(shares)
+
+# %% [markdown]
+# ## What this run says
+#
+# The sentences below are chosen from the numbers above — the best *k* measured, the best *k* the theory predicts
+# from this run's α, *c* and verify cost, and, when speculation lost, which of those numbers made it lose.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from labkit.lab.explain import explain_best_k, explain_repetition, explain_speed, measurement_problem, outcome_now
 from labkit.measure.theory import best_k
 
-k_theory, s_theory = best_k(alpha, c, k_max=max(KS))
-k_measured = max(sweep.points, key=lambda p: p["speedup"])["k"]
-print(f"theory: best k = {k_theory} ({s_theory:.2f}×);  measured: best k = {k_measured} "
-      f"({max(p['speedup'] for p in sweep.points):.2f}×)")
+k_theory, s_theory = best_k(alpha, c, k_max=max(KS), verify_cost=verify_cost)
+best = max(sweep.points, key=lambda p: p["speedup"])
+best_draft = max((p for p in sweep.points if p["k"] > 0), key=lambda p: p["speedup"])
+print(explain_best_k(best["k"], best["speedup"], k_theory, s_theory))
+print(explain_speed(outcome_now(speedup=best_draft["speedup"], tokens_per_verify=best_draft["tokens_per_verify"],
+                                k=best_draft["k"], verify_cost=verify_cost[best_draft["k"]], c=best_draft["c"],
+                                alpha=best_draft["alpha"]), what=f"the MTP drafter at k = {best_draft['k']}"))
+print(explain_repetition(sum(shares.values()) / len(shares), drafter="the MTP drafter"))
+for p in sweep.points:
+    if p["k"] > 0 and (problem := measurement_problem(p["speedup"], p["tokens_per_verify"])):
+        print(f"k = {p['k']}: {problem}")
 
 # %% [markdown]
 # ## Reading it
 #
-# * The theory assumes a verify forward over k + 1 tokens costs the same as over one. Notebook 01 measured that it
-#   grows slowly (on a CPU, about 1.3× at k = 8): the measured points fall increasingly below the curve as k grows.
+# * The theory's verify cost is this machine's: where a forward over more tokens costs much more, the curve peaks
+#   at a small *k* or never rises above 1. Notebook 01 and `labkit doctor` explain why machines differ.
 # * Acceptance is not independent of position either: real drafters are good at some stretches (boilerplate,
 #   copied text) and bad at others, so long drafts fail together. The per-position acceptance (notebook 00's
 #   dashboard) shows it.
-# * The curve is flat near its top: *k* one or two away from the best costs little. Too long a draft is cheaper
-#   to get wrong than too short, when *c* is small.
 # * A CPU on a shared machine is noisy: rerun the sweep and look at the spread before trusting a difference of a
-#   few percent.
+#   few percent. The sentences above say when the machine was busy while measuring.
 #
 # ## Stop works
 #
@@ -98,11 +153,18 @@ print("stopped early:", short.stopped and len(short.points) < 4)
 
 # %% [markdown]
 # ## Check
+#
+# What the text above claims: every *k* was measured; tokens per verify grow with *k*; the verify cost was measured
+# for every *k*; the sentence says "no draft length beat plain decoding" exactly when no measured speedup exceeded
+# 1; Stop ends a sweep early.
 
 # %%
 assert [p["k"] for p in sweep.points] == sorted(set(KS)), "the sweep measured every k"
 tpv = {p["k"]: p["tokens_per_verify"] for p in sweep.points}
 assert tpv[0] == 1.0 and tpv[max(KS)] > tpv[1] > 1.0, tpv
 assert 0 < alpha < 1 and c > 0
+assert set(verify_cost) == {k for k in KS if k > 0} and all(v > 0 for v in verify_cost.values())
+sentence = explain_best_k(best["k"], best["speedup"], k_theory, s_theory)
+assert ("No draft length beat plain" in sentence) == (best["k"] == 0), sentence
 assert short.stopped and not short.running and len(short.points) < 4, "Stop ended the second sweep early"
-print("✓ every k measured; tokens per verify grow with k; Stop ends a sweep early")
+print("✓ every k measured; tokens per verify grow with k; the sentences follow the numbers; Stop ends a sweep early")
