@@ -87,14 +87,16 @@ def divergence(reference: Target, others: Mapping[str, Target], prompts: Sequenc
     return out
 
 
-def finetune_head(drafter: Any, target: Target, steps: int, sequences: int = 16, new_tokens: int = 48,
-                  heldout_sequences: int = 8, heldout_tokens: int = 40, eval_k: int = 4, lr: float = 3e-4,
-                  seed: int = 0, progress: bool = False) -> dict[str, Any]:
+def finetune_head(drafter: Any, target: Target, steps: int, sequences: int = 32, new_tokens: int = 48,
+                  heldout_sequences: int = 16, heldout_tokens: int = 40, eval_k: int = 4, lr: float = 3e-4,
+                  train_batch: int = 8, reference: Target | None = None, seed: int = 0,
+                  progress: bool = False) -> dict[str, Any]:
     """Fine-tune a copy of ``drafter``'s MTP head on ``target``'s own greedy text (the pieces of ``labkit train-mtp``:
-    self_generate, train_step, evaluate); held-out acceptance before and after.
+    self_generate, train_step, evaluate); held-out greedy acceptance before and after.
 
-    Returns {"drafter": the fine-tuned MTPDrafter, "before", "after": evaluate() results on the same held-out
-    text, "losses"}.
+    With ``reference`` (the model the head was trained for), the untouched head is also evaluated on the
+    reference's own held-out text (same seed prompts): the acceptance the quantization took away.
+    Returns {"drafter": the fine-tuned MTPDrafter, "before", "after", "reference": evaluate() results, "losses"}.
     """
     from labkit.drafters.mtp.drafter import MTPDrafter
     from labkit.drafters.mtp.weights import describe_target
@@ -108,15 +110,23 @@ def finetune_head(drafter: Any, target: Target, steps: int, sequences: int = 16,
     )
 
     torch.manual_seed(seed)
-    prefix = torch.randint(0, 9, (sequences,), generator=torch.Generator().manual_seed(seed))
+    prefix = torch.randint(0, 9, (sequences,), generator=torch.Generator().manual_seed(seed))  # varied greedy rows
     chunks = [self_generate(target, seed_prompts(target, False, sequences, seed), new_tokens, 0.0, seed,
                             progress=progress, sampled_prefix=prefix)]
-    heldout = self_generate(target, seed_prompts(target, True, heldout_sequences, seed), heldout_tokens, 0.0, seed,
-                            progress=progress)
+
+    def heldout_of(t: Target) -> dict[str, torch.Tensor]:
+        return self_generate(t, seed_prompts(t, True, heldout_sequences, seed), heldout_tokens, 0.0, seed,
+                             progress=progress)
+
     head = copy.deepcopy(drafter.head).float()
+    ref = None
+    if reference is not None:
+        ref = evaluate(head, heldout_of(reference), TargetParts(reference, head.vocab_ids), eval_k)
+    heldout = heldout_of(target)
     parts = TargetParts(target, head.vocab_ids)
     before = evaluate(head, heldout, parts, eval_k)
-    cfg = TrainConfig(target=target.name, steps=steps, seed=seed, lr=lr, warmup=max(1, steps // 10))
+    cfg = TrainConfig(target=target.name, steps=steps, seed=seed, lr=lr, warmup=max(1, steps // 10),
+                      train_batch=train_batch)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.95))
     h_scale = float(chunks[0]["hidden"].float().pow(2).mean())
     gen = torch.Generator()
@@ -125,4 +135,4 @@ def finetune_head(drafter: Any, target: Target, steps: int, sequences: int = 16,
               for step in range(steps)]
     after = evaluate(head, heldout, parts, eval_k)
     tuned = MTPDrafter(head.eval(), describe_target(target), name=f"mtp(tuned on {target.name})")
-    return {"drafter": tuned, "before": before, "after": after, "losses": losses}
+    return {"drafter": tuned, "before": before, "after": after, "reference": ref, "losses": losses}
