@@ -323,9 +323,6 @@ def _check_cache(cache: str, compile_mode: str | None, drafter: Drafter | None) 
         raise ValueError(f"cache: must be 'dynamic' or 'static', got {cache!r}")
     if compile_mode is not None and cache != "static":
         raise ValueError("compile_mode: needs cache='static' (a compiled graph needs fixed cache shapes)")
-    if cache == "static" and drafter is not None and drafter.needs_hidden:
-        raise ValueError(f"cache='static': {drafter!r} reads the target's cache, which it supports only as a "
-                         "dynamic cache; use cache='dynamic'")
     return cache, compile_mode
 
 

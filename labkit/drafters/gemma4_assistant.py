@@ -24,7 +24,7 @@ from labkit.core.sampling import Sampler
 from labkit.drafters.base import DraftContext, Drafter, Proposal, empty_proposal
 from labkit.drafters.mtp.weights import MTPWeightsError
 from labkit.models.geometry import kv_source_layers, target_kv, text_config
-from labkit.models.load import ModelNotAvailableError, Target
+from labkit.models.load import ModelNotAvailableError, Target, hub_error
 
 
 class AssistantNotAvailableError(ModelNotAvailableError, ValueError):
@@ -53,16 +53,19 @@ class Gemma4AssistantDrafter(Drafter):
             return cls(assistant)
         from transformers import AutoModelForCausalLM
 
+        from labkit.models.load import resolve
+
+        path = resolve(assistant)
         kwargs = {"use_safetensors": True, **({"dtype": dtype} if dtype is not None else {})}
         try:
-            model = AutoModelForCausalLM.from_pretrained(assistant, local_files_only=True, **kwargs)
-        except OSError:
-            if os.path.isdir(assistant) or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
-                raise _not_available(assistant) from None
+            model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, **kwargs)
+        except OSError as e:
+            if os.path.isdir(path) or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+                raise _not_available(assistant, e) from None
             try:
-                model = AutoModelForCausalLM.from_pretrained(assistant, **kwargs)
-            except OSError:
-                raise _not_available(assistant) from None
+                model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            except OSError as e2:
+                raise _not_available(assistant, e2) from None
         if device is not None:
             model = model.to(device)
         return cls(model, name=f"gemma4-assistant({assistant})")
@@ -93,7 +96,7 @@ class Gemma4AssistantDrafter(Drafter):
             return empty_proposal(ctx.ids.device)
         if self._bound is not ctx.target.model:
             self._bind(ctx.target)
-        kv = target_kv(ctx.target_cache, self._kv_layers, self._window)
+        kv = target_kv(ctx.target_cache, self._kv_layers, self._window, ctx.ids.numel() - 1)
         pos = torch.full((1, 1), ctx.ids.numel() - 1, device=ctx.ids.device)
         h = ctx.hidden.reshape(1, 1, -1)
         tok = ctx.ids[-1:]
@@ -117,8 +120,6 @@ class Gemma4AssistantDrafter(Drafter):
         return self.name
 
 
-def _not_available(name: str) -> AssistantNotAvailableError:
-    return AssistantNotAvailableError(
-        f"assistant: cannot load {name!r}: not in the local Hugging Face cache and the hub is unreachable (offline). "
-        f"Download it once with internet (huggingface-cli download {name}), or pass a local folder or a loaded "
-        "Gemma4AssistantForCausalLM")
+def _not_available(name: str, e: BaseException) -> AssistantNotAvailableError:
+    """The hub's reason in one line (gated: accept the terms and log in; offline: download once)."""
+    return AssistantNotAvailableError(str(hub_error(name, e, what="assistant")))

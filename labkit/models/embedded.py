@@ -38,17 +38,18 @@ def prepare_embedded(name: str = "gemma3-270m", progress: bool = True) -> Path:
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     steps = tqdm(total=4, desc=f"preparing {name} (once)", disable=not progress)
     steps.set_postfix_str("assemble + sha256")
     gguf_path = Path(import_module(EMBEDDED[name]["package"]).assemble())
     steps.update()
     steps.set_postfix_str("tokenizer")
-    tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    # local_files_only, never HF_HUB_OFFLINE: the process may still download a hub model afterwards (Colab)
+    tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, local_files_only=True)
     steps.update()
     steps.set_postfix_str("dequantize")
     # Dequantize to fp32 once: bf16 is derived from it at load time, and fp32 stays available for exact tests.
-    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32,
+                                                 local_files_only=True)
     steps.update()
     steps.set_postfix_str("save safetensors")
     tmp = out.with_name(out.name + ".tmp")

@@ -75,7 +75,8 @@ def shallow_copy_model(model: Any, layers: int) -> Any:
 
 
 def tiny_gemma4_pair(vocab_size: int = 32, seed: int = 0, dtype: torch.dtype = torch.float32,
-                     centroids: int | None = None, layers: int = 4, sliding_window: int = 8) -> tuple[Any, Any]:
+                     centroids: int | None = None, layers: int = 4, sliding_window: int = 8,
+                     global_head_dim: int = 16) -> tuple[Any, Any]:
     """A tiny random Gemma 4 target and an assistant for it (2 layers, sliding + full), built from configs.
 
     ``sliding_window=8`` makes short tests roll back past the window; a static cache needs one longer than the run.
@@ -83,12 +84,13 @@ def tiny_gemma4_pair(vocab_size: int = 32, seed: int = 0, dtype: torch.dtype = t
     ``layers=4``: as in E2B, the last 2 target layers reuse shared K/V and every layer gets per-layer inputs;
     ``layers=2``: no sharing (cheaper, for long statistical tests). With ``centroids``, the assistant scores only
     the tokens of its top clusters, as the E2B/E4B assistants do (token order: a seeded permutation).
+    ``global_head_dim``: the full-attention layers' head size (real Gemma 4: 512 against 256 for sliding layers).
     """
     from transformers import Gemma4AssistantConfig, Gemma4AssistantForCausalLM, Gemma4ForCausalLM, Gemma4TextConfig
 
     common = dict(vocab_size=vocab_size, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
-                  global_head_dim=16, sliding_window=sliding_window, max_position_embeddings=256, initializer_range=0.2,
-                  pad_token_id=0, bos_token_id=1, eos_token_id=2)
+                  global_head_dim=global_head_dim, sliding_window=sliding_window, max_position_embeddings=256,
+                  initializer_range=0.2, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     if layers not in (2, 4):
         raise ValueError(f"layers: must be 2 or 4, got {layers!r}")
     tc = Gemma4TextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=layers,

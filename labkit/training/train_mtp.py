@@ -114,7 +114,7 @@ def self_generate(target: Target, prompts: list[list[int]], new_tokens: int, tem
     def forward(x: torch.Tensor, mask: torch.Tensor) -> Any:
         pos = (mask.cumsum(-1) - 1).clamp_min(0)[:, -x.shape[1]:]
         return model(input_ids=x.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
-                     past_key_values=cache, use_cache=True, output_hidden_states=True, logits_to_keep=1)
+                     cache=cache, use_cache=True, output_hidden_states=True, logits_to_keep=1)
 
     def record(out: Any) -> torch.Tensor:
         hidden.append(out.hidden_states[-1].to("cpu", torch.bfloat16))

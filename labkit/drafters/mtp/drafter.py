@@ -120,6 +120,11 @@ class MTPDrafter(Drafter):
         if meta.get("format") != FORMAT:
             raise MTPWeightsError(f"mtp: {path} is not a labkit MTP weight file (format={meta.get('format')!r}); "
                                   "expected one written by `labkit train-mtp`")
+        ids = tensors.get("vocab_ids")
+        if ids is not None and ids.unique().numel() != ids.numel():
+            raise MTPWeightsError(f"mtp: {path} lists {ids.numel() - ids.unique().numel()} token ids more than once "
+                                  "in vocab_ids (q would count them twice); the file is damaged: retrain with "
+                                  "`labkit train-mtp`")
         try:
             c = MTPConfig(**json.loads(meta["config"]))
             head = MTPHead(c, tensors["vocab_ids"])
@@ -228,7 +233,7 @@ class MTPDrafter(Drafter):
         if self._bound is not ctx.target.model:
             self._bind(ctx.target)
         head = self._run
-        kv = target_kv(ctx.target_cache, self._kv_layers, head.config.sliding_window)
+        kv = target_kv(ctx.target_cache, self._kv_layers, head.config.sliding_window, ctx.ids.numel() - 1)
         pos = torch.full((1, 1), ctx.ids.numel() - 1, device=ctx.ids.device)  # fixed for every step of the round
         h = ctx.hidden.reshape(1, 1, -1)
         rope = {kind: self._rotary(h, pos, kind) for kind in head.config.layer_types}

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labkit.models.geometry import kv_source_layers, text_config
+from labkit.models.geometry import attention_dims, kv_source_layers, text_config
 
 
 @dataclass
@@ -30,6 +30,17 @@ class MTPConfig:
     vocab_size: int  # the target's full vocabulary
     final_logit_softcapping: float | None = None
     context_tokens: bool = True  # also score every token already in the context (copies), not only vocab_ids
+    # per head layer, from the target layer it reads (Gemma 4: full layers have a wider head, global_head_dim);
+    # None in files written before they existed: every layer then uses head_dim / num_kv_heads / query_scale
+    head_dims: list[int] | None = None
+    kv_heads: list[int] | None = None
+    query_scales: list[float] | None = None
+
+    def dims(self, i: int) -> tuple[int, int, float]:
+        """(head_dim, K/V heads, attention scale) of head layer ``i``."""
+        if self.head_dims is None:
+            return self.head_dim, self.num_kv_heads, self.query_scale
+        return self.head_dims[i], self.kv_heads[i], self.query_scales[i]
 
     @classmethod
     def for_target(cls, model: Any, layers: int = 2, hidden: int | None = None,
@@ -41,15 +52,18 @@ class MTPConfig:
         if layers not in (1, 2):
             raise ValueError(f"layers: must be 1 or 2, got {layers!r}")
         types = order[-1:] if layers == 1 else [order[0], order[-1]]
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        scalar = getattr(cfg, "query_pre_attn_scalar", None) or head_dim
+        source = kv_source_layers(model)
+        dims = [attention_dims(model, source[t]) for t in types]  # queries meet that layer's keys: same head size
+        scalar = getattr(cfg, "query_pre_attn_scalar", None)
+        scales = [float(scalar or d) ** -0.5 for d, _ in dims]
         return cls(
             backbone_hidden=cfg.hidden_size, hidden=hidden or cfg.hidden_size,
             intermediate=intermediate or 2 * (hidden or cfg.hidden_size),
-            num_heads=cfg.num_attention_heads, head_dim=head_dim, num_kv_heads=cfg.num_key_value_heads,
+            num_heads=cfg.num_attention_heads, head_dim=dims[0][0], num_kv_heads=dims[0][1],
             layer_types=types, sliding_window=getattr(cfg, "sliding_window", None),
-            rms_eps=float(cfg.rms_norm_eps), query_scale=float(scalar) ** -0.5, vocab_size=cfg.vocab_size,
+            rms_eps=float(cfg.rms_norm_eps), query_scale=scales[0], vocab_size=cfg.vocab_size,
             final_logit_softcapping=getattr(cfg, "final_logit_softcapping", None),
+            head_dims=[d for d, _ in dims], kv_heads=[h for _, h in dims], query_scales=scales,
         )
 
 
@@ -77,13 +91,14 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
 class HeadLayer(nn.Module):
     """A Gemma decoder layer without K/V projections: its queries attend to K/V the target already computed."""
 
-    def __init__(self, c: MTPConfig):
+    def __init__(self, c: MTPConfig, i: int = 0):
         super().__init__()
-        self.heads, self.head_dim, self.scale = c.num_heads, c.head_dim, c.query_scale
+        self.heads = c.num_heads
+        self.head_dim, _, self.scale = c.dims(i)
         self.input_norm = RMSNorm(c.hidden, c.rms_eps)
-        self.q_proj = nn.Linear(c.hidden, c.num_heads * c.head_dim, bias=False)
-        self.q_norm = RMSNorm(c.head_dim, c.rms_eps)
-        self.o_proj = nn.Linear(c.num_heads * c.head_dim, c.hidden, bias=False)
+        self.q_proj = nn.Linear(c.hidden, c.num_heads * self.head_dim, bias=False)
+        self.q_norm = RMSNorm(self.head_dim, c.rms_eps)
+        self.o_proj = nn.Linear(c.num_heads * self.head_dim, c.hidden, bias=False)
         self.post_attn_norm = RMSNorm(c.hidden, c.rms_eps)
         self.pre_ffw_norm = RMSNorm(c.hidden, c.rms_eps)
         self.gate_proj = nn.Linear(c.hidden, c.intermediate, bias=False)
@@ -112,10 +127,13 @@ class MTPHead(nn.Module):
         super().__init__()
         self.config = c
         self.pre_projection = nn.Linear(2 * c.backbone_hidden, c.hidden, bias=False)
-        self.layers = nn.ModuleList([HeadLayer(c) for _ in c.layer_types])
+        self.layers = nn.ModuleList([HeadLayer(c, i) for i in range(len(c.layer_types))])
         self.norm = RMSNorm(c.hidden, c.rms_eps)
         self.post_projection = nn.Linear(c.hidden, c.backbone_hidden, bias=False)
         ids = torch.arange(c.vocab_size) if vocab_ids is None else torch.as_tensor(vocab_ids, dtype=torch.long)
+        if vocab_ids is not None and ids.unique().numel() != ids.numel():  # listed twice: twice its share of q
+            raise ValueError(f"vocab_ids: {ids.numel() - ids.unique().numel()} token ids are listed more than once; "
+                             "pass each candidate token once (e.g. vocab_ids.unique())")
         self.register_buffer("vocab_ids", ids.long(), persistent=True)
         for m in self.modules():
             if isinstance(m, nn.Linear):
