@@ -344,7 +344,7 @@ def compile_path(rep: Report, args: argparse.Namespace, target: Any, device: tor
 
 
 def _timed(fn: Callable[[], Any], device: torch.device) -> float:
-    from labkit.measure.bench import time_call
+    from labkit.measure.timing import time_call
 
     return time_call(fn, device)[0]
 
@@ -442,11 +442,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m labkit.measure.gpu_check", description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--size", choices=("e2b", "tiny"), default=None, help="default: e2b on cuda, tiny elsewhere")
-    ap.add_argument("--dtype", default=None, help="bf16 (default for e2b) or fp32 (default for tiny)")
+    ap.add_argument("--dtype", default=None, help="bf16 / fp16 / fp32; default: the device's (e2b), fp32 (tiny)")
     ap.add_argument("--ks", type=lambda x: [int(k) for k in x.split(",")], default=[0, 4, 8])
     ap.add_argument("--max-new-tokens", type=int, default=None, help="default 64 (e2b), 48 (tiny)")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--chi2-draws", type=int, default=None, help="per χ² check; default 2000 (cuda), 600 elsewhere")
+    ap.add_argument("--chi2-draws", type=int, default=None, help="per χ² check; default 1500 (cuda), 600 elsewhere")
     ap.add_argument("--compile-mode", default=None, help="torch.compile mode (default: reduce-overhead on cuda)")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-real", action="store_true", help="never load the real Gemma 4 E2B pair")
@@ -455,7 +455,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a = ap.parse_args(argv)
     a.size = a.size or ("e2b" if a.device.startswith("cuda") else "tiny")
     a.max_new_tokens = a.max_new_tokens or (64 if a.size == "e2b" else 48)
-    a.chi2_draws = a.chi2_draws or (2000 if a.device.startswith("cuda") else 600)
+    a.chi2_draws = a.chi2_draws or (1500 if a.device.startswith("cuda") else 600)
     return a
 
 
@@ -472,8 +472,10 @@ def main(argv: list[str] | None = None) -> int:
     rep.say(f"torch {torch.__version__}, transformers {transformers.__version__}, device {name}, size {a.size}")
     rep.data["meta"] = {"torch": torch.__version__, "transformers": transformers.__version__, "device": name,
                         "size": a.size, "args": {k: v for k, v in vars(a).items()}}
-    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, None: None}[a.dtype] or (
-        torch.bfloat16 if a.size == "e2b" else torch.float32)
+    from labkit.models.load import default_dtype
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, None: None}[a.dtype] or (
+        default_dtype(device) if a.size == "e2b" else torch.float32)  # e2b: bf16, fp16 on a T4
     rep.section("greedy equality on tiny fp32 models", lambda: check_greedy(rep, device))
     rep.section("lossless sampling rule on the device", lambda: check_sampling(rep, device))
     rep.section("lossless sampling at draft position 2 on the device", lambda: check_lossless(rep, device,
