@@ -10,7 +10,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import statistics
 import sys
 import time
 import warnings
@@ -301,35 +300,19 @@ def demo_rows(target: Any, ks: list[int], max_new_tokens: int, repeats: int, dra
     """Median tok/s per k (k = 0 is plain decoding through the same loop), measured side by side."""
     from tqdm.auto import tqdm
 
-    from labkit import SpeculativeDecoder
     from labkit.drafters import make_drafter
+    from labkit.measure.sweep import run_sweep
 
     prompts = prompts or DEMO_PROMPTS
-    drafter = make_drafter(drafter_spec, target)
-    SpeculativeDecoder(target, None).generate(prompts[0], max_new_tokens=4)  # warm-up
-    per_k: dict[int, list] = {k: [] for k in ks}
+    drafters = {"none": None} if 0 in ks else {}
+    drafters[drafter_spec] = make_drafter(drafter_spec, target)
     bar = tqdm(total=len(ks) * repeats * len(prompts), desc="demo", disable=not progress)
-    for _ in range(repeats):  # interleave configurations so machine noise hits them alike
-        for k in ks:
-            dec = SpeculativeDecoder(target, drafter if k > 0 else None, k=k)
-            for p in prompts:
-                per_k[k].append(dec.generate(p, max_new_tokens=max_new_tokens).stats)
-                bar.update()
+    rows = run_sweep(target, drafters, ks, prompts, max_new_tokens=max_new_tokens, repeats=repeats,
+                     on_run=lambda _: bar.update())
     bar.close()
-    rows = []
-    base = None
-    for k in ks:
-        st = per_k[k]
-        tps = statistics.median(s.tokens_per_second for s in st)
-        base = tps if k == 0 else base
-        rows.append({
-            "drafter": "none" if k == 0 else drafter_spec, "k": k,
-            "tok_per_s": tps,
-            "speedup": tps / base if base else None,
-            "mean_accepted_length": statistics.median(s.mean_accepted_length for s in st),
-            "acceptance_rate": statistics.median(s.acceptance_rate for s in st),
-        })
-    return rows
+    return [{"drafter": r["drafter"], "k": r["k"], "tok_per_s": r["tok_per_s"], "speedup": r["speedup"],
+             "mean_accepted_length": r["tokens_per_verify"], "acceptance_rate": r["acceptance_rate"] or 0.0,
+             "repetition": r["repetition"]} for r in rows]
 
 
 def demo_estimate(target: Any, n_runs: int, max_new_tokens: int) -> float:

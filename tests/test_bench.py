@@ -197,3 +197,21 @@ def test_cli_specs_keep_their_own_ks():
     assert _csv_specs("greedy,prompt-lookup") == ("greedy", "prompt-lookup")
     with pytest.raises(argparse.ArgumentTypeError, match="bare number 4"):
         _csv_specs("ngram,4")
+
+
+def test_sampled_rows_next_to_greedy_with_repetition_and_verify_cost():
+    s = quick_settings(categories=("qa",), ks=(0, 2), drafters=("ngram", "hybrid:2"), hf_modes=("greedy",),
+                       repeats=1, temperature=1.0, top_k=16, top_p=0.95)
+    result = run_bench(s)
+    rows = {(r["method"], r["k"], r["decoding"]): r for r in result["rows"] if r["category"] == "all"}
+    for name, k in (("plain", 0), ("ngram", 2), ("hybrid:2", 2)):
+        greedy, sampled = rows[(name, k, "greedy")], rows[(name, k, "sampled")]
+        assert 0.0 <= greedy["repetition"] <= 1.0 and 0.0 <= sampled["repetition"] <= 1.0
+        assert greedy["ratio_vs_plain"] > 0 and sampled["ratio_vs_plain"] > 0
+    assert rows[("plain", 0, "sampled")]["ratio_vs_plain"] == pytest.approx(1.0)  # against plain *sampled*
+    assert rows[("ngram", 2, "greedy")]["same_as_hf_greedy"] == 1.0  # greedy stays exact
+    assert rows[("plain", 0, "sampled")]["same_as_hf_greedy"] < 1.0  # sampling really sampled
+    assert rows[("greedy", 0, "greedy")]["repetition"] is not None  # transformers rows carry it too
+    assert sorted(result["meta"]["verify_cost"]) == [1, 2, 4, 8]
+    table = format_table(result)
+    assert "verify cost against a 1-token forward" in table and "labkit ngram k=2 sampled" in table and "rep4" in table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
@@ -94,6 +95,17 @@ class Stats:
         )
 
 
+def position_counts(rounds: Sequence[RoundRecord]) -> tuple[list[int], list[int]]:
+    """Per draft position i = 1..: how many rounds drafted it, and how many of those accepted it.
+
+    Acceptance by position is accepted / drafted; counts (not rates) so runs can be pooled before dividing.
+    """
+    kmax = max((len(r.drafted) for r in rounds), default=0)
+    tried = [sum(len(r.drafted) > i for r in rounds) for i in range(kmax)]
+    kept = [sum(r.accepted > i for r in rounds) for i in range(kmax)]
+    return tried, kept
+
+
 @dataclass
 
 
@@ -111,11 +123,8 @@ class GenerationResult:
         drafted = sum(len(r.drafted) for r in self.rounds)
         accepted = sum(r.accepted for r in self.rounds)
         n = len(self.rounds)
-        kmax = max((len(r.drafted) for r in self.rounds), default=0)
-        per_pos = []
-        for i in range(kmax):
-            tried = [r for r in self.rounds if len(r.drafted) > i]
-            per_pos.append(sum(r.accepted > i for r in tried) / len(tried))
+        tried, kept = position_counts(self.rounds)
+        per_pos = [a / t for a, t in zip(kept, tried, strict=True)]
         draft_s = sum(r.draft_seconds for r in self.rounds)
         verify_s = sum(r.verify_seconds for r in self.rounds)
         cost = (draft_s / drafted) / (verify_s / n) if drafted and n and verify_s > 0 else None

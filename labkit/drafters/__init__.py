@@ -1,19 +1,35 @@
 """Drafters: everything that proposes tokens for the target to verify. All implement ``base.Drafter``."""
 
+from typing import Any
+
+from labkit.drafters.argmax import ArgmaxDrafter
 from labkit.drafters.base import DraftContext, Drafter, Proposal
 from labkit.drafters.draft_model import DraftModelDrafter
 from labkit.drafters.early_exit import EarlyExitDrafter
+from labkit.drafters.hybrid import HybridDrafter
 from labkit.drafters.ngram import NGramDrafter
 from labkit.drafters.synthetic import SyntheticDrafter
 
-__all__ = ["DraftContext", "Drafter", "Proposal", "DraftModelDrafter", "EarlyExitDrafter", "NGramDrafter",
-           "SyntheticDrafter"]
+# Heavier drafters load on first use (``from labkit.drafters import MTPDrafter`` works all the same).
+_LAZY = {"MTPDrafter": "labkit.drafters.mtp.drafter", "Gemma4AssistantDrafter": "labkit.drafters.gemma4_assistant"}
+
+__all__ = ["DraftContext", "Drafter", "Proposal", "ArgmaxDrafter", "DraftModelDrafter", "EarlyExitDrafter",
+           "HybridDrafter", "NGramDrafter", "SyntheticDrafter", *_LAZY, "make_drafter"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_drafter(spec: str | None, target=None) -> Drafter | None:
     """A drafter from a short spec.
 
-    none, ngram[:n], early-exit[:layers], synthetic[:alpha], draft-model:<id>, mtp[:name].
+    none, ngram[:n], early-exit[:layers], synthetic[:alpha], draft-model:<id>, mtp[:name], hybrid[:min_match]
+    (prompt lookup when the last ``min_match`` tokens, default 3, occurred before; the shipped MTP head otherwise).
     """
     if spec is None or spec in ("", "none", "plain"):
         return None
@@ -36,7 +52,11 @@ def make_drafter(spec: str | None, target=None) -> Drafter | None:
         from labkit.drafters.mtp.drafter import MTPDrafter  # noqa: PLC0415  (arrives with the MTP drafter)
 
         return MTPDrafter.pretrained(arg or "gemma3-270m")
+    if kind == "hybrid":
+        from labkit.drafters.mtp.drafter import MTPDrafter
+
+        return HybridDrafter(MTPDrafter.pretrained("gemma3-270m"), min_match=int(arg) if arg else 3)
     raise ValueError(
         f"drafter: unknown spec {spec!r}; allowed: none, ngram[:n], early-exit[:layers], synthetic[:alpha], "
-        "draft-model:<id>, mtp[:name]"
+        "draft-model:<id>, mtp[:name], hybrid[:min_match]"
     )

@@ -15,9 +15,10 @@ from labkit.models.load import Target, as_target
 class DraftModelDrafter(Drafter):
     """Drafts k tokens autoregressively with ``model``; after verification, crops its cache to what was kept."""
 
-    def __init__(self, model: Any, name: str | None = None):
-        self.draft = as_target(model)
-        self.vocab_size = self.draft.vocab_size
+    def __init__(self, model: Any | None, name: str | None = None):
+        # model None: a subclass builds its draft model from the target in begin() (early exit, synthetic)
+        self.draft = as_target(model) if model is not None else None
+        self.vocab_size = self.draft.vocab_size if self.draft is not None else None
         self.name = name or f"draft-model({self.draft.name})"
         self.cache = None
         self._start = 0  # committed length when the last proposal started

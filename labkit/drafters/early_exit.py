@@ -15,12 +15,9 @@ class EarlyExitDrafter(DraftModelDrafter):
     def __init__(self, layers: int = 4):
         if not isinstance(layers, int) or layers < 1:
             raise ValueError(f"layers: must be an integer >= 1, got {layers!r}")
+        super().__init__(None, name=f"early-exit(L={layers})")
         self.layers = layers
-        self.name = f"early-exit(L={layers})"
-        self.vocab_size = None
-        self.cache = None
-        self._start = 0
-        self._for = None
+        self._for = None  # the target model the shallow view was built for
 
     def begin(self, target: Target, prompt_ids: torch.Tensor) -> None:
         if self._for is not target.model:  # build the shallow view once per target

@@ -22,11 +22,8 @@ class SyntheticDrafter(DraftModelDrafter):
     def __init__(self, alpha: float = 0.8):
         if not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
             raise ValueError(f"alpha: must be in [0, 1], got {alpha!r}")
+        super().__init__(None, name=f"synthetic(alpha={alpha:g})")
         self.alpha = float(alpha)
-        self.name = f"synthetic(alpha={alpha:g})"
-        self.vocab_size = None
-        self.cache = None
-        self._start = 0
 
     def begin(self, target: Target, prompt_ids: torch.Tensor) -> None:
         self.draft = target

@@ -9,7 +9,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from labkit.core.records import GenerationResult, KVTrace, RoundRecord
+from labkit.core.records import GenerationResult, KVTrace, RoundRecord, position_counts
 
 # One palette everywhere (token strip, figures, HTML export): green kept, red rejected, amber replacement, blue bonus.
 COLORS = {
@@ -47,13 +47,8 @@ def _as_named(results: GenerationResult | Mapping[str, GenerationResult]) -> dic
 
 def position_acceptance(rounds: Sequence[RoundRecord]) -> tuple[list[float], list[int]]:
     """P(draft position i accepted | it was drafted), i = 1.., and how many rounds drafted position i."""
-    kmax = max((len(r.drafted) for r in rounds), default=0)
-    rates, counts = [], []
-    for i in range(kmax):
-        tried = [r for r in rounds if len(r.drafted) > i]
-        counts.append(len(tried))
-        rates.append(sum(r.accepted > i for r in tried) / len(tried))
-    return rates, counts
+    tried, kept = position_counts(rounds)
+    return [a / t for a, t in zip(kept, tried, strict=True)], tried
 
 
 def acceptance_by_position(results: GenerationResult | Mapping[str, GenerationResult] | None = None,
@@ -193,8 +188,11 @@ def speed_vs_k(points: Sequence[Mapping[str, Any]] = (), alpha: float | None = N
         fig.add_scatter(x=[kb], y=[sb], mode="markers", name=f"theory best k={kb}",
                         marker=dict(symbol="star", size=14, color=COLORS["theory"]))
     pts = sorted(points, key=lambda p: p["k"])
+    rep = [p.get("repetition") for p in pts]  # share of generated 4-grams seen before: where prompt lookup wins
     fig.add_scatter(x=[p["k"] for p in pts], y=[p["speedup"] for p in pts], mode="lines+markers", name="measured",
-                    marker=dict(size=9, color=COLORS["accepted"]), line=dict(color=COLORS["accepted"]))
+                    marker=dict(size=9, color=COLORS["accepted"]), line=dict(color=COLORS["accepted"]),
+                    customdata=[-1.0 if v is None else v for v in rep],
+                    hovertemplate="k=%{x}: %{y:.2f}x, repetition %{customdata:.2f}<extra>measured</extra>")
     if pts:
         best = max(pts, key=lambda p: p["speedup"])
         fig.add_scatter(x=[best["k"]], y=[best["speedup"]], mode="markers", name=f"measured best k={best['k']}",

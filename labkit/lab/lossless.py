@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from labkit.core.kvcache import crop, new_cache
 from labkit.core.records import GenerationResult
-from labkit.core.sampling import Sampler
-from labkit.drafters.base import DraftContext
-from labkit.drafters.draft_model import DraftModelDrafter
+from labkit.drafters.argmax import ArgmaxDrafter  # noqa: F401  (notebook 03 imports it from here)
 from labkit.models.load import Target, as_target
 
 
 @torch.inference_mode()
-
-
 def exact_distribution(model: Any, prompt: Sequence[int], n_new: int, temperature: float = 1.0) -> dict[tuple, float]:
     """P(the next ``n_new`` tokens) under the target, by enumerating every sequence (tiny vocabularies only)."""
     m = as_target(model).model
@@ -45,24 +43,35 @@ def sample_outputs(decoder: Any, prompt: Sequence[int], n_new: int, samples: int
     return counts
 
 
-def chi_square(counts: Counter, exact: dict[tuple, float], min_expected: float = 5.0) -> dict[str, float]:
-    """Pearson chi-square of observed counts against the exact distribution.
+def pearson(observed: Sequence[float], probs: Sequence[float], min_expected: float = 5.0) -> tuple[float, int, float]:
+    """Pearson chi-square of counts against probabilities: (statistic, degrees of freedom, p-value).
 
-    Outcomes expected fewer than ``min_expected`` times are pooled into one bin (the test needs that). The p-value
-    is the regularized upper incomplete gamma Q(dof/2, chi2/2), so no SciPy is needed.
+    Cells expected fewer than ``min_expected`` times are pooled into one (the chi-square approximation needs it).
+    A count in a cell of probability 0 is an outcome the target can never produce: p-value 0, whatever chi2 says.
     """
+    from scipy.stats import chisquare  # imported here: scipy is slow to import and only this needs it
+
+    obs = np.asarray(observed, dtype=np.float64).ravel()
+    exp = np.asarray(probs, dtype=np.float64).ravel() * obs.sum()
+    if obs[exp == 0].sum() > 0:
+        return math.inf, 0, 0.0
+    small = exp < min_expected
+    o, e = np.append(obs[~small], obs[small].sum()), np.append(exp[~small], exp[small].sum())
+    keep = e > 0
+    o, e = o[keep], e[keep]
+    if len(o) < 2:  # one cell: nothing to test
+        return 0.0, 0, 1.0
+    res = chisquare(o, e * o.sum() / e.sum())
+    return float(res.statistic), len(o) - 1, float(res.pvalue)
+
+
+def chi_square(counts: Counter, exact: dict[tuple, float], min_expected: float = 5.0) -> dict[str, float]:
+    """Pearson chi-square of observed continuations against the exact distribution, and their TV distance."""
     n = sum(counts.values())
-    big = {s: p for s, p in exact.items() if p * n >= min_expected}
-    small_p = 1.0 - sum(big.values())
-    bins = [(counts.get(s, 0), p * n) for s, p in big.items()]
-    small_obs = n - sum(o for o, _ in bins)
-    if small_p * n > 0 or small_obs:
-        bins.append((small_obs, max(small_p, 1e-12) * n))
-    stat = sum((o - e) ** 2 / e for o, e in bins)
-    dof = len(bins) - 1
-    pval = float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64),
-                                          torch.tensor(stat / 2, dtype=torch.float64)))
-    tv = 0.5 * sum(abs(counts.get(s, 0) / n - p) for s, p in exact.items())
+    outcomes = list(exact) + [s for s in counts if s not in exact]
+    stat, dof, pval = pearson([counts.get(s, 0) for s in outcomes], [exact.get(s, 0.0) for s in outcomes],
+                              min_expected)
+    tv = 0.5 * sum(abs(counts.get(s, 0) / n - exact.get(s, 0.0)) for s in outcomes)
     return {"chi2": stat, "dof": dof, "p_value": pval, "tv_distance": tv, "samples": n}
 
 
@@ -75,26 +84,6 @@ def marginals(dist: dict[tuple, float] | Counter, position: int, vocab: int) -> 
     return out
 
 
-class ArgmaxDrafter(DraftModelDrafter):
-    """A draft model that always proposes its argmax.
-
-    ``honest=False`` reports the draft model's softmax as q although the token was not drawn from it (what an
-    argmax drafter plugged into the sampling rule amounts to): output is no longer the target's distribution.
-    ``honest=True`` reports q = one-hot, which is the truth for a deterministic proposal: lossless again.
-    """
-
-    def __init__(self, model: Any, honest: bool = False):
-        super().__init__(model, name=f"argmax-draft({'one-hot q' if honest else 'softmax q'})")
-        self.honest = honest
-
-    def pick(self, logits: torch.Tensor, sampler: Sampler, ctx: DraftContext) -> tuple[torch.Tensor, torch.Tensor]:
-        tok = logits.argmax(dim=-1, keepdim=True)
-        _, probs = sampler.pick(logits)  # the warped distribution, as a sampled draft would report it
-        if self.honest:
-            probs = torch.nn.functional.one_hot(tok[0], probs.shape[-1]).to(probs.dtype)
-        return tok, probs
-
-
 def first_divergence(a: Sequence[int], b: Sequence[int]) -> int | None:
     """Index of the first differing token, or None if one is a prefix of the other."""
     for i, (x, y) in enumerate(zip(a, b, strict=False)):
@@ -104,8 +93,6 @@ def first_divergence(a: Sequence[int], b: Sequence[int]) -> int | None:
 
 
 @torch.inference_mode()
-
-
 def replay_logits(target: Target, result: GenerationResult, position: int) -> torch.Tensor:
     """The target's logits that decided new token ``position`` of ``result``, recomputed exactly as that run did:
     the same prefill, then the same forwards (one token each for plain decoding; pending + drafts for a verify),

@@ -375,19 +375,18 @@ class SpeedSweep(BackgroundRun):
         return self.start(lambda me: me._work())  # type: ignore[arg-type]
 
     def _work(self) -> None:
-        from labkit.core.engine import SpeculativeDecoder
-        from labkit.measure.sweep import sweep_point
+        from labkit.measure.sweep import run_sweep
 
-        SpeculativeDecoder(self.target, None).generate(self.prompts[0], max_new_tokens=4)  # warm-up
-        for k in self.ks:
+        for k in self.ks:  # one point at a time through the one sweep runner, so the plot grows as it measures
             self.check()
             self.status(f"measuring k = {k} …")
-            dec = SpeculativeDecoder(self.target, self.drafter if k > 0 else None, k=k, hooks=[self.check])
-            runs = [dec.generate(p, max_new_tokens=self.max_new_tokens, **self.gen)
-                    for _ in range(self.repeats) for p in self.prompts]
-            self.results[k] = runs
-            base = self.results[0]
-            self.points.append(sweep_point(k, runs, base))
+            drafters = {"plain": None} if k == 0 else {"drafter": self.drafter}
+            row = run_sweep(self.target, drafters, [k], self.prompts, max_new_tokens=self.max_new_tokens,
+                            repeats=self.repeats, base=self.results.get(0), hooks=[self.check], warmup=k in self.ks[:2],
+                            **self.gen)[0]
+            self.results[k] = row.pop("results")
+            self.points.append({key: row[key] for key in ("k", "tok_per_s", "speedup", "tokens_per_verify", "alpha",
+                                                          "c", "repetition")})
             self.redraw()
             self.status(f"k = {k}: {self.points[-1]['speedup']:.2f}× "
                         f"({self.points[-1]['tokens_per_verify']:.2f} tokens/verify)")

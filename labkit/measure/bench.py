@@ -1,9 +1,13 @@
 """`labkit bench`: labkit's drafters x k x prompt categories, side by side with transformers' ``generate``.
 
 Every configuration runs on the same prompts (token ids, tokenized once) with the same token budget (EOS ignored,
-so every run emits exactly ``max_new_tokens``). Within each repeat the configurations run in a shuffled order per
-prompt, so machine noise hits them alike; speeds are medians over repeats, and every row also carries its ratio to
-transformers' greedy ``generate`` measured in the same run, on the same category.
+so every run emits exactly ``max_new_tokens``), through ``labkit.measure.sweep.run_side_by_side``: configurations in
+a shuffled order per prompt, so machine noise hits them alike; speeds are medians over repeats, and every row also
+carries its ratio to transformers' greedy ``generate`` measured in the same run, on the same category.
+
+With ``--temperature T`` every labkit configuration also runs under sampling (seeded; T, top-k, top-p as given),
+and a sampled row's ``ratio_vs_plain`` divides by labkit's plain *sampled* decoding at the same settings. Every row
+carries ``repetition``: the share of generated 4-grams already seen in prompt + output, where prompt lookup wins.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import argparse
 import copy
 import os
 import platform
-import random
 import statistics
 import time
 from collections.abc import Callable
@@ -22,28 +25,31 @@ from typing import Any
 
 import torch
 
+from labkit.core.records import position_counts
 from labkit.measure import theory
 from labkit.measure.prompts import CATEGORIES, prompt_set
-from labkit.measure.timing import copy_bandwidth, sync, weight_bytes
+from labkit.measure.sweep import run_side_by_side
+from labkit.measure.text import repetition
+from labkit.measure.timing import copy_bandwidth, verify_cost_curve, weight_bytes
 
 DEFAULT_KS = (0, 1, 2, 3, 4, 6, 8, 12, 16)
-LABKIT_DRAFTERS = ("ngram", "early-exit", "mtp")
+LABKIT_DRAFTERS = ("ngram", "early-exit", "mtp", "hybrid")
+VERIFY_KS = (1, 2, 4, 8)  # the header's verify-cost curve T(k+1)/T(1)
 HF_MODES = ("greedy", "prompt-lookup", "early-exit", "assistant")
 
 
 @dataclass(frozen=True)
-
-
 class Method:
     """One configuration: an engine, a drafting method and a draft length k (0 = plain decoding)."""
 
     engine: str  # "labkit" | "transformers"
     name: str  # labkit: "plain" or a drafter spec; transformers: one of HF_MODES
     k: int = 0
+    decoding: str = "greedy"  # or "sampled": the settings' temperature, top-k, top-p (labkit only)
 
     @property
     def key(self) -> str:
-        return f"{self.engine}/{self.name}/k={self.k}"
+        return f"{self.engine}/{self.name}/k={self.k}" + ("" if self.decoding == "greedy" else f"/{self.decoding}")
 
 
 HF_GREEDY = Method("transformers", "greedy", 0)
@@ -51,8 +57,6 @@ LABKIT_PLAIN = Method("labkit", "plain", 0)
 
 
 @dataclass
-
-
 class BenchSettings:
     model: str = "gemma3-270m"
     dtype: str | None = None
@@ -71,12 +75,18 @@ class BenchSettings:
     compile_mode: str | None = None  # torch.compile labkit's per-round forward (implies the static cache)
     quick: bool = False  # tiny random models, a few tokens: seconds, for tests
     seed: int = 0
+    temperature: float = 0.0  # > 0: labkit configurations run sampled too, next to greedy
+    top_k: int | None = None
+    top_p: float | None = None
     progress: bool = True
+
+    def sampling(self) -> str:
+        """The sampled settings in words, e.g. "T=1 top-k=64 top-p=0.95"."""
+        return " ".join([f"T={self.temperature:g}"] + ([f"top-k={self.top_k}"] if self.top_k else [])
+                        + ([f"top-p={self.top_p:g}"] if self.top_p else []))
 
 
 @dataclass
-
-
 class Workload:
     """Everything the runs share: the target, the prompts as ids, the optional assistant, the runners."""
 
@@ -92,7 +102,8 @@ class Workload:
 
 def quick_settings(**overrides: Any) -> BenchSettings:
     """Tiny random models, short runs: the whole bench in seconds (tests, smoke checks)."""
-    base = dict(model="tiny", dtype="fp32", device="cpu", drafters=("ngram", "early-exit:1", "draft-model", "mtp"),
+    base = dict(model="tiny", dtype="fp32", device="cpu",
+                drafters=("ngram", "early-exit:1", "draft-model", "mtp", "hybrid"),
                 ks=(0, 2, 4), prompts_per_category=1, max_new_tokens=16, repeats=2, early_exit_layers=1,
                 threads=1, quick=True, progress=False)
     base.update(overrides)
@@ -153,10 +164,11 @@ def plan(s: BenchSettings, w: Workload) -> list[Method]:
 
     A spec may carry its own ks after "@" (``early-exit@1,2``): slow methods need not sweep every k.
     """
-    methods = [LABKIT_PLAIN] if 0 in s.ks else []
+    decodings = ["greedy", "sampled"] if s.temperature > 0 else ["greedy"]
+    methods = [Method("labkit", "plain", 0, d) for d in decodings] if 0 in s.ks else []
     for spec in s.drafters:
         name, ks = _spec_ks(spec, s.ks)
-        methods += [Method("labkit", name, k) for k in ks]
+        methods += [Method("labkit", name, k, d) for d in decodings for k in ks]
     for spec in s.hf_modes:
         mode, ks = _spec_ks(spec, s.ks)
         if mode == "greedy":
@@ -188,7 +200,7 @@ def build_runners(s: BenchSettings, w: Workload, methods: list[Method]) -> list[
                 w.skipped[f"labkit/{m.name}"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
         if m.engine == "labkit" and m.name != "plain" and drafters[m.name] is None:
             continue
-        w.runners[m.key] = (_labkit_runner(s, w, drafters.get(m.name), m.k) if m.engine == "labkit"
+        w.runners[m.key] = (_labkit_runner(s, w, drafters.get(m.name), m) if m.engine == "labkit"
                             else _hf_runner(s, w, m))
         kept.append(m)
     return kept
@@ -207,23 +219,27 @@ def _make_drafter(spec: str, s: BenchSettings, w: Workload) -> Any:
         return DraftModelDrafter(w.assistant)
     if spec == "early-exit":
         spec = f"early-exit:{s.early_exit_layers}"
-    if spec == "mtp" and s.quick:
+    if spec.partition(":")[0] in ("mtp", "hybrid") and s.quick:  # no shipped head for tiny models: a random one
+        from labkit.drafters import HybridDrafter
         from labkit.drafters.mtp.drafter import MTPDrafter
 
-        return MTPDrafter.random_init(w.target, layers=1, seed=s.seed)
+        head = MTPDrafter.random_init(w.target, layers=1, seed=s.seed)
+        arg = spec.partition(":")[2]
+        return head if spec.startswith("mtp") else HybridDrafter(head, min_match=int(arg) if arg else 3)
     return make_drafter(spec, w.target)
 
 
-def _labkit_runner(s: BenchSettings, w: Workload, drafter: Any, k: int) -> Callable:
+def _labkit_runner(s: BenchSettings, w: Workload, drafter: Any, m: Method) -> Callable:
     from labkit.core.engine import SpeculativeDecoder
 
     reads_cache = drafter is not None and drafter.needs_hidden  # mtp reads the target's cache: dynamic only
     cache = "dynamic" if reads_cache else ("static" if s.compile_mode else s.cache)
-    dec = SpeculativeDecoder(w.target, drafter, k=k if drafter is not None else 0, cache=cache,
+    dec = SpeculativeDecoder(w.target, drafter, k=m.k if drafter is not None else 0, cache=cache,
                              compile_mode=None if reads_cache else s.compile_mode)
+    gen = dict(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p) if m.decoding == "sampled" else {}
 
     def run(ids: torch.Tensor, n: int) -> tuple[list[int], Any]:
-        res = dec.generate(ids, max_new_tokens=n, eos_token_id=None)
+        res = dec.generate(ids, max_new_tokens=n, eos_token_id=None, seed=s.seed, **gen)
         return res.token_ids, res
 
     return run
@@ -257,24 +273,18 @@ def _hf_runner(s: BenchSettings, w: Workload, m: Method) -> Callable:
 # ----------------------------------------------------------------------------------------------- measuring
 
 
-def time_call(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
-    """Wall seconds of ``fn()`` (device-synchronized on both ends) and its result."""
-    sync(device)
-    t0 = time.perf_counter()
-    out = fn()
-    sync(device)
-    return time.perf_counter() - t0, out
-
-
-def _run_record(m: Method, cat: str, i: int, rep: int, seconds: float, tokens: list[int], res: Any) -> dict:
-    r: dict[str, Any] = {"method": m.key, "category": cat, "prompt": i, "repeat": rep, "seconds": seconds,
-                         "new_tokens": len(tokens), "tokens": tokens}
+def _run_record(rec: dict[str, Any], prompt_ids: torch.Tensor) -> dict[str, Any]:
+    """A sweep record as the bench keeps it: counts instead of the result, so runs pool and serialize."""
+    tokens, res = rec["tokens"], rec["result"]
+    r: dict[str, Any] = {"method": rec["config"], "category": rec["category"], "prompt": rec["prompt"],
+                         "repeat": rec["repeat"], "seconds": rec["seconds"], "cpu_seconds": rec["cpu_seconds"],
+                         "new_tokens": len(tokens), "tokens": tokens,
+                         "repetition": repetition(prompt_ids.tolist(), tokens)}
     if res is not None:  # labkit: acceptance counts, pooled later (transformers exposes none)
         st = res.stats
-        kmax = max((len(x.drafted) for x in res.rounds), default=0)
+        tried, kept = position_counts(res.rounds)
         r.update(rounds=st.rounds, drafted=st.drafted, accepted=st.accepted, cost_ratio=st.cost_ratio,
-                 pos_tried=[sum(len(x.drafted) > j for x in res.rounds) for j in range(kmax)],
-                 pos_accepted=[sum(x.accepted > j for x in res.rounds) for j in range(kmax)])
+                 pos_tried=tried, pos_accepted=kept)
     return r
 
 
@@ -282,29 +292,17 @@ def measure(s: BenchSettings, w: Workload, methods: list[Method]) -> list[dict[s
     """Warm every method up once, then run repeats x prompts with the methods shuffled per prompt."""
     from tqdm.auto import tqdm
 
-    dev = w.target.device
-    jobs = [(c, i, ids) for c, lst in w.prompts.items() for i, ids in enumerate(lst)]
-    bar = tqdm(total=len(methods) * (1 + s.repeats * len(jobs)), desc="bench", disable=not s.progress)
-    first = jobs[0][2]
-    for m in methods:  # warm-up: first-call costs (allocations, lazy init) stay out of the medians
-        bar.set_postfix_str(f"warm-up {m.key}")
-        w.runners[m.key](first, min(8, s.max_new_tokens))
+    jobs = sum(len(v) for v in w.prompts.values())
+    bar = tqdm(total=len(methods) * s.repeats * jobs, desc="bench", disable=not s.progress)
+
+    def done(rec: dict[str, Any]) -> None:
+        bar.set_postfix_str(f"{rec['repeat'] + 1}/{s.repeats} {rec['category']} {rec['config']}")
         bar.update()
-    rng = random.Random(s.seed)
-    runs = []
-    for rep in range(s.repeats):
-        for cat, i, ids in jobs:
-            order = list(methods)
-            rng.shuffle(order)
-            for m in order:
-                bar.set_postfix_str(f"{rep + 1}/{s.repeats} {cat} {m.key}")
-                c0 = time.process_time()  # CPU time too: on a shared machine it barely sees other processes
-                secs, (tokens, res) = time_call(lambda m=m, ids=ids: w.runners[m.key](ids, s.max_new_tokens), dev)
-                runs.append(_run_record(m, cat, i, rep, secs, tokens, res))
-                runs[-1]["cpu_seconds"] = time.process_time() - c0
-                bar.update()
+
+    records = run_side_by_side({m.key: w.runners[m.key] for m in methods}, w.prompts, s.max_new_tokens, s.repeats,
+                               s.seed, warmup_tokens=8, device=w.target.device, on_run=done)
     bar.close()
-    return runs
+    return [_run_record(r, w.prompts[r["category"]][r["prompt"]]) for r in records]
 
 
 # ----------------------------------------------------------------------------------------------- summarizing
@@ -331,6 +329,11 @@ def _tok_s(runs: list[dict], clock: str = "seconds") -> float | None:
     return statistics.median(_pool(v, "new_tokens") / sum(x[clock] for x in v) for v in per_rep.values())
 
 
+def _mean(runs: list[dict], key: str) -> float | None:
+    vals = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.fmean(vals) if vals else None
+
+
 def _same_as_greedy(runs: list[dict], greedy: dict[tuple, list[int]]) -> float:
     first = [r for r in runs if r["repeat"] == 0]
     return sum(r["tokens"] == greedy.get((r["category"], r["prompt"])) for r in first) / len(first)
@@ -344,13 +347,14 @@ def _row(m: Method, cat: str, runs: list[dict], greedy: dict[tuple, list[int]]) 
     if labkit and m.k > 0 and mal is not None:
         alpha = theory.alpha_from_mean_accepted_length(min(max(mal, 1.0), m.k + 1.0), m.k)
     costs = [r["cost_ratio"] for r in runs if r.get("cost_ratio") is not None]
-    return {"engine": m.engine, "method": m.name, "k": m.k, "category": cat, "tok_s": _tok_s(runs),
+    return {"engine": m.engine, "method": m.name, "k": m.k, "decoding": m.decoding, "category": cat,
+            "tok_s": _tok_s(runs),
             "tok_s_cpu": _tok_s(runs, "cpu_seconds"),
             "runs": len(runs), "new_tokens": _pool(runs, "new_tokens"),
             "mean_accepted_length": mal, "acceptance_rate": accepted / drafted if labkit and drafted else None,
             "alpha": alpha, "cost_ratio": statistics.median(costs) if costs else None,
             "per_position_acceptance": _positions(runs) if labkit else None,
-            "same_as_hf_greedy": _same_as_greedy(runs, greedy)}
+            "repetition": _mean(runs, "repetition"), "same_as_hf_greedy": _same_as_greedy(runs, greedy)}
 
 
 def summarize(runs: list[dict], methods: list[Method], categories: list[str]) -> list[dict[str, Any]]:
@@ -367,12 +371,21 @@ def summarize(runs: list[dict], methods: list[Method], categories: list[str]) ->
         rows += per_cat
         rows.append(_row(m, "all", mine, greedy))
     for speed, ratio in (("tok_s", "ratio_vs_hf_greedy"), ("tok_s_cpu", "ratio_cpu_vs_hf_greedy")):
-        _ratios(rows, speed, ratio)
+        _ratios(rows, speed, ratio, lambda r: r["engine"] == "transformers" and r["method"] == "greedy")
+    for decoding in dict.fromkeys(r.get("decoding", "greedy") for r in rows):
+        _ratios(rows, "tok_s", "ratio_vs_plain", lambda r, d=decoding: r["engine"] == "labkit"
+                and r["method"] == "plain" and r.get("decoding", "greedy") == d,
+                only=lambda r, d=decoding: r.get("decoding", "greedy") == d)
     return rows
 
 
-def _ratios(rows: list[dict], speed: str, ratio: str) -> None:
-    base = {r["category"]: r[speed] for r in rows if r["engine"] == "transformers" and r["method"] == "greedy"}
+def _ratios(rows: list[dict], speed: str, ratio: str, is_base: Callable[[dict], bool],
+            only: Callable[[dict], bool] = lambda r: True) -> None:
+    """Each row's ``speed`` over the base row's of its category; the "all" row takes the mean of its categories'."""
+    base = {r["category"]: r[speed] for r in rows if is_base(r)}
+    if not base:
+        return
+    rows = [r for r in rows if only(r)]
     for r in rows:
         if r["category"] != "all":
             r[ratio] = r[speed] / base[r["category"]] if r[speed] and base[r["category"]] else None
@@ -383,12 +396,13 @@ def _ratios(rows: list[dict], speed: str, ratio: str) -> None:
 
 
 def _same_method(a: dict, b: dict) -> bool:
-    return (a["engine"], a["method"], a["k"]) == (b["engine"], b["method"], b["k"])
+    return all(a.get(f) == b.get(f) for f in ("engine", "method", "k", "decoding"))
 
 
 def theory_curves(rows: list[dict], k_max: int = 16) -> list[dict[str, Any]]:
     """Per labkit drafter: alpha (median over k of the alpha that explains its mean accepted length) and c
     (median measured cost ratio), the speedup labkit.measure.theory predicts for k = 0..k_max, and what was measured."""
+    rows = [r for r in rows if r.get("decoding", "greedy") == "greedy"]  # alpha^i holds for greedy acceptance
     plain = {r["category"]: r["tok_s"] for r in rows if r["engine"] == "labkit" and r["method"] == "plain"}
     out = []
     for name in dict.fromkeys(r["method"] for r in rows if r["engine"] == "labkit" and r["k"] > 0):
@@ -434,7 +448,10 @@ def run_bench(s: BenchSettings, out_dir: str | Path | None = None, workload: Wor
     rows = summarize(runs, methods, cats)
     wbytes = weight_bytes(w.target.model)
     add_roofline(rows, wbytes)
-    result = {"meta": _meta(s, w, threads, wbytes), "rows": rows, "theory": theory_curves(rows, max(s.ks)),
+    meta = _meta(s, w, threads, wbytes)
+    context = min(100, min(int(x.numel()) for v in w.prompts.values() for x in v))  # fits the tiny models too
+    meta["verify_cost"] = verify_cost_curve(w.target, VERIFY_KS, context=context, repeats=2 if s.quick else 5)
+    result = {"meta": meta, "rows": rows, "theory": theory_curves(rows, max(s.ks)),
               "skipped": w.skipped, "runs": [{k: v for k, v in r.items() if k != "tokens"} for r in runs]}
     if out_dir is not None:
         from labkit.measure.report import write_all
@@ -450,10 +467,10 @@ def _forward_probe(target: Any, ids: torch.Tensor) -> Callable[[], float]:
     @torch.inference_mode()
     def probe() -> float:
         cache = new_cache(target.model)
-        target.model(input_ids=ids[None, :-1], past_key_values=cache, use_cache=True, logits_to_keep=1)
+        target.model(input_ids=ids[None, :-1], cache=cache, use_cache=True, logits_to_keep=1)
         t0 = time.perf_counter()
         for _ in range(3):
-            target.model(input_ids=ids[None, -1:], past_key_values=cache, use_cache=True)
+            target.model(input_ids=ids[None, -1:], cache=cache, use_cache=True)
             crop(cache, ids.numel() - 1)
         return time.perf_counter() - t0
 
@@ -496,7 +513,8 @@ def _csv_specs(text: str) -> tuple[str, ...]:
 
 def settings_from_args(a: argparse.Namespace) -> BenchSettings:
     if a.quick:
-        over = {"progress": not a.no_progress, "cache": a.cache, "compile_mode": a.compile}
+        over = {"progress": not a.no_progress, "cache": a.cache, "compile_mode": a.compile,
+                "temperature": a.temperature, "top_k": a.top_k, "top_p": a.top_p}
         for name in ("ks", "repeats", "max_new_tokens", "drafters", "hf_modes", "categories"):
             v = getattr(a, name)
             if v is not None:
@@ -504,7 +522,8 @@ def settings_from_args(a: argparse.Namespace) -> BenchSettings:
         return quick_settings(**over)
     s = BenchSettings(model=a.model, dtype=a.dtype, device=a.device, assistant=a.assistant, threads=a.threads,
                       early_exit_layers=a.early_exit_layers, prompts_per_category=a.prompts_per_category,
-                      cache=a.cache, compile_mode=a.compile, seed=a.seed, progress=not a.no_progress)
+                      cache=a.cache, compile_mode=a.compile, seed=a.seed, progress=not a.no_progress,
+                      temperature=a.temperature, top_k=a.top_k, top_p=a.top_p)
     for name in ("ks", "repeats", "max_new_tokens", "drafters", "hf_modes", "categories"):
         v = getattr(a, name)
         if v is not None:
@@ -520,6 +539,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
     s = settings_from_args(a)
     if any(not 0 <= k <= 32 for k in s.ks):
         raise ValueError(f"ks: every k must be in 0..32, got {list(s.ks)}")
+    if s.temperature < 0 or (s.top_k is not None and s.top_k < 1) or (s.top_p is not None and not 0 < s.top_p <= 1):
+        raise ValueError("sampling: need --temperature >= 0, --top-k >= 1, --top-p in (0, 1] (Gemma: 1.0, 64, 0.95)")
     hf_logging.set_verbosity_error()  # transformers' assisted modes warn about their own internal calls
     result = run_bench(s, a.out)
     print(format_table(result))
@@ -555,6 +576,10 @@ def register_cli(sub: Any) -> None:
                    help="torch.compile labkit's per-round forward (default, reduce-overhead, ...; static cache); "
                         "compilation happens in the warm-up, outside the timings")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=0.0,
+                   help="> 0: labkit configurations also run sampled (seeded), next to greedy; Gemma uses 1.0")
+    p.add_argument("--top-k", type=int, default=None, help="sampling: keep the k likeliest tokens (Gemma: 64)")
+    p.add_argument("--top-p", type=float, default=None, help="sampling: nucleus mass (Gemma: 0.95)")
     p.add_argument("--out", default="bench-out", help="folder for bench.json, bench.csv, bench.html")
     p.add_argument("--quick", action="store_true", help="tiny random models, 16 tokens: a smoke run in seconds")
     p.add_argument("--no-progress", action="store_true")

@@ -9,23 +9,34 @@ import math
 from pathlib import Path
 from typing import Any
 
-CSV_COLUMNS = ("engine", "method", "k", "category", "tok_s", "ratio_vs_hf_greedy", "tok_s_cpu",
-               "ratio_cpu_vs_hf_greedy", "runs", "new_tokens",
+CSV_COLUMNS = ("engine", "method", "k", "decoding", "category", "tok_s", "ratio_vs_hf_greedy", "ratio_vs_plain",
+               "tok_s_cpu", "ratio_cpu_vs_hf_greedy", "runs", "new_tokens", "repetition",
                "mean_accepted_length", "acceptance_rate", "alpha", "cost_ratio", "per_position_acceptance",
                "same_as_hf_greedy", "weight_gbps", "tokens_per_forward", "target_forward_gbps")
 
 
 def label(r: dict[str, Any]) -> str:
-    return f"{r['engine']} {r['method']}" + (f" k={r['k']}" if r["k"] else "")
+    sampled = r.get("decoding", "greedy") != "greedy"
+    return f"{r['engine']} {r['method']}" + (f" k={r['k']}" if r["k"] else "") + (" sampled" if sampled else "")
 
 
 def _f(x: Any, fmt: str, width: int) -> str:
     return f"{'-':>{width}}" if x is None else f"{x:>{width}{fmt}}"
 
 
+def verify_cost_lines(curve: dict[Any, float]) -> list[str]:
+    """The header's verify cost T(k+1)/T(1) measured in this run, and what `labkit doctor` concludes from it."""
+    from labkit.measure.doctor import curve_text, verdict
+
+    vc = {int(k): v for k, v in curve.items()}  # keys are strings after a JSON round trip
+    return [f"verify cost against a 1-token forward, measured in this run: {curve_text(vc)}",
+            verdict(vc).text(with_curve=False).splitlines()[0]]
+
+
 def format_table(result: dict[str, Any]) -> str:
     """One line per configuration: tok/s over all categories, ratio to transformers' greedy (mean over
-    categories), the ratio per category, tokens per verify, acceptance, and whether the text equals greedy's."""
+    categories), the ratio per category, ratio to labkit plain decoding with the same decoding (greedy or sampled),
+    tokens per verify, acceptance, repetition (share of generated 4-grams seen before), text equal to greedy's."""
     meta, rows = result["meta"], result["rows"]
     cats = [c for c in meta["prompts"]]
     head = (f"{meta['model']} ({meta['dtype']}, {meta['device']}, {meta['threads']} threads), "
@@ -33,24 +44,38 @@ def format_table(result: dict[str, Any]) -> str:
             f"ratios vs transformers greedy in this run; copy rate {meta['copy_gbps']:.1f} GB/s, "
             f"weights {meta['weight_bytes'] / 1e6:.0f} MB; labkit cache {meta['settings'].get('cache', 'dynamic')}"
             + (f", compiled ({meta['settings']['compile_mode']})" if meta["settings"].get("compile_mode") else ""))
-    cols = f"{'configuration':<34}{'tok/s':>8}{'x greedy':>9}" + "".join(f"{c[:8]:>9}" for c in cats)
-    cols += f"{'cpu x':>7}{'tok/fwd':>8}{'accept':>8}{'c':>7}{'=greedy':>8}"
-    lines = [head, cols, "-" * len(cols)]
+    heads = [head]
+    if meta.get("verify_cost"):
+        from labkit.measure.doctor import verdict  # the same verdict as `labkit doctor`, from this run's curve
+
+        heads += verify_cost_lines(meta["verify_cost"])
+        heads.append(verdict({int(k): v for k, v in meta["verify_cost"].items()}).text(with_curve=False))
+    st = meta["settings"]
+    if st.get("temperature"):
+        sampling = " ".join([f"T={st['temperature']:g}"] + ([f"top-k={st['top_k']}"] if st.get("top_k") else [])
+                            + ([f"top-p={st['top_p']:g}"] if st.get("top_p") else []))
+        heads.append(f"sampled rows: {sampling}, seed {st.get('seed', 0)}; 'x plain' is against labkit plain "
+                     "decoding with the same sampling")
+    cols = f"{'configuration':<42}{'tok/s':>8}{'x greedy':>9}" + "".join(f"{c[:8]:>9}" for c in cats)
+    cols += f"{'x plain':>8}{'cpu x':>7}{'tok/fwd':>8}{'accept':>8}{'c':>7}{'rep4':>6}{'=greedy':>8}"
+    lines = [*heads, cols, "-" * len(cols)]
     overall = [r for r in rows if r["category"] == "all"]
     for r in overall:
         per = {x["category"]: x["ratio_vs_hf_greedy"] for x in rows if _same(x, r) and x["category"] != "all"}
         acc = None if r["acceptance_rate"] is None else 100 * r["acceptance_rate"]
-        lines.append(f"{label(r):<34}{r['tok_s']:>8.2f}{r['ratio_vs_hf_greedy']:>8.2f}x"
-                     + "".join(f"{per[c]:>8.2f}x" for c in cats) + _f(r.get("ratio_cpu_vs_hf_greedy"), ".2f", 6) + "x"
+        lines.append(f"{label(r):<42}{r['tok_s']:>8.2f}{r['ratio_vs_hf_greedy']:>8.2f}x"
+                     + "".join(f"{per[c]:>8.2f}x" for c in cats) + _f(r.get("ratio_vs_plain"), ".2f", 7) + "x"
+                     + _f(r.get("ratio_cpu_vs_hf_greedy"), ".2f", 6) + "x"
                      + _f(r["mean_accepted_length"], ".2f", 8) + _f(acc, ".0f", 7) + ("%" if acc is not None else " ")
-                     + _f(r["cost_ratio"], ".3f", 7) + f"{100 * r['same_as_hf_greedy']:>7.0f}%")
+                     + _f(r["cost_ratio"], ".3f", 7) + _f(r.get("repetition"), ".2f", 6)
+                     + f"{100 * r['same_as_hf_greedy']:>7.0f}%")
     for what, why in result.get("skipped", {}).items():
         lines.append(f"skipped {what}: {why}")
     return "\n".join(lines)
 
 
 def _same(a: dict, b: dict) -> bool:
-    return (a["engine"], a["method"], a["k"]) == (b["engine"], b["method"], b["k"])
+    return all(a.get(f) == b.get(f) for f in ("engine", "method", "k", "decoding"))
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
@@ -85,15 +110,22 @@ def fig_speed(rows: list[dict]) -> Any:
     fig = go.Figure()
     overall = [r for r in rows if r["category"] == "all"]
     ks = sorted({r["k"] for r in overall})
-    for name in dict.fromkeys((r["engine"], r["method"]) for r in overall):
-        mine = sorted((r for r in overall if (r["engine"], r["method"]) == name), key=lambda r: r["k"])
+    for name in dict.fromkeys((r["engine"], r["method"], r.get("decoding", "greedy")) for r in overall):
+        mine = sorted((r for r in overall if (r["engine"], r["method"], r.get("decoding", "greedy")) == name),
+                      key=lambda r: r["k"])
         flat = len(mine) == 1 and mine[0]["k"] == 0
         x = [ks[0], ks[-1]] if flat else [r["k"] for r in mine]
         y = [mine[0]["ratio_vs_hf_greedy"]] * 2 if flat else [r["ratio_vs_hf_greedy"] for r in mine]
-        fig.add_trace(go.Scatter(x=x, y=y, name=" ".join(name), mode="lines" if flat else "lines+markers",
-                                 line={"dash": "dot" if name[0] == "transformers" else "solid"}))
-    fig.update_layout(title="Speed vs k (all categories): ratio to transformers greedy", xaxis_title="k",
-                      yaxis_title="x transformers greedy")
+        rep = [mine[0].get("repetition")] * 2 if flat else [r.get("repetition") for r in mine]
+        words = " ".join(name if name[2] != "greedy" else name[:2])
+        fig.add_trace(go.Scatter(x=x, y=y, name=words, mode="lines" if flat else "lines+markers",
+                                 customdata=[-1.0 if v is None else v for v in rep],
+                                 hovertemplate="k=%{x}: %{y:.2f}x, repetition %{customdata:.2f}<extra>" + words
+                                 + "</extra>",
+                                 line={"dash": "dot" if name[0] == "transformers" else
+                                       ("dash" if name[2] != "greedy" else "solid")}))
+    fig.update_layout(title="Speed vs k (all categories): ratio to transformers greedy; hover: repetition (share "
+                      "of generated 4-grams seen before)", xaxis_title="k", yaxis_title="x transformers greedy")
     return fig
 
 
@@ -153,6 +185,23 @@ def fig_roofline(rows: list[dict], meta: dict) -> Any:
     return fig
 
 
+def fig_repetition(rows: list[dict]) -> Any:
+    """Speed against repetition, one point per configuration and category: prompt lookup wins where text repeats."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    pts = [r for r in rows if r["category"] != "all" and r.get("repetition") is not None and r["k"] > 0]
+    series = [label({**r, "k": 0}) for r in pts]  # one series per engine/method/decoding, every k in it
+    for name in dict.fromkeys(series):
+        mine = [r for r, n in zip(pts, series, strict=True) if n == name]
+        fig.add_trace(go.Scatter(x=[r["repetition"] for r in mine], y=[r.get("ratio_vs_plain") for r in mine],
+                                 mode="markers", name=name, text=[f"{r['category']} k={r['k']}" for r in mine],
+                                 hovertemplate="%{text}: repetition %{x:.2f}, %{y:.2f}x plain"))
+    fig.update_layout(title="Speed against repetition (share of generated 4-grams seen in prompt + output)",
+                      xaxis_title="repetition", yaxis_title="x labkit plain (same decoding)", xaxis_range=[0, 1])
+    return fig
+
+
 def fig_categories(rows: list[dict]) -> Any:
     import plotly.graph_objects as go
 
@@ -170,8 +219,8 @@ def fig_categories(rows: list[dict]) -> Any:
 
 def html_report(result: dict[str, Any], plotlyjs: str | bool = True) -> str:
     meta, rows, curves = result["meta"], result["rows"], result["theory"]
-    figs = [fig_speed(rows), fig_categories(rows), fig_positions(rows, curves), fig_theory(curves),
-            fig_roofline(rows, meta)]
+    figs = [fig_speed(rows), fig_repetition(rows), fig_categories(rows), fig_positions(rows, curves),
+            fig_theory(curves), fig_roofline(rows, meta)]
     parts = [f.to_html(full_html=False, include_plotlyjs=plotlyjs if i == 0 else False) for i, f in enumerate(figs)]
     table = html.escape(format_table(result))
     return ("<!doctype html><html><head><meta charset='utf-8'><title>labkit bench</title></head><body>"

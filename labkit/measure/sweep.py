@@ -1,11 +1,100 @@
-"""Speed of drafters against plain decoding: tokens/s, speedup per k, alpha and c estimated from runs."""
+"""The one sweep runner: configurations side by side over the same prompts, repeats, medians, rows.
+
+``run_side_by_side`` is the loop every measurement in labkit goes through (the bench, ``labkit demo``, the notebooks'
+comparisons and live sweeps, the MTP evaluation): each configuration is a runner, the configurations run in a
+shuffled order per prompt so machine noise hits them alike, and each run is timed (wall and CPU). ``run_sweep`` is
+the labkit case: plain decoding + drafters x k, summarized into one row per configuration.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
+
 from labkit.core.records import GenerationResult
+from labkit.measure.text import repetition
+from labkit.measure.timing import time_call
+
+# A configuration: (prompt, max_new_tokens) -> (new token ids, the labkit result or None for another engine)
+Runner = Callable[[Any, int], tuple[list[int], GenerationResult | None]]
+
+
+def run_side_by_side(runners: Mapping[str, Runner], prompts: Mapping[str, Sequence[Any]], max_new_tokens: int,
+                     repeats: int = 1, seed: int = 0, shuffle: bool = True, warmup_tokens: int = 8,
+                     device: torch.device | str = "cpu",
+                     on_run: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Every runner on every prompt (``{category: prompts}``), ``repeats`` times; one record per run.
+
+    Each runner is called once first on a short output (first-call costs stay out of the timings). A record holds
+    config, category, prompt (index), repeat, seconds, cpu_seconds, tokens and result; ``on_run`` sees each one.
+    """
+    dev = torch.device(device)
+    jobs = [(c, i, p) for c, ps in prompts.items() for i, p in enumerate(ps)]
+    if warmup_tokens:
+        for run in runners.values():
+            run(jobs[0][2], min(warmup_tokens, max_new_tokens))
+    rng = random.Random(seed)
+    records = []
+    for rep in range(repeats):
+        for cat, i, prompt in jobs:
+            order = list(runners)
+            if shuffle:
+                rng.shuffle(order)
+            for name in order:
+                c0 = time.process_time()  # CPU time too: on a shared machine it barely sees other processes
+                secs, (tokens, res) = time_call(lambda n=name, p=prompt: runners[n](p, max_new_tokens), dev)
+                rec = {"config": name, "category": cat, "prompt": i, "repeat": rep, "seconds": secs,
+                       "cpu_seconds": time.process_time() - c0, "tokens": tokens, "result": res}
+                records.append(rec)
+                if on_run is not None:
+                    on_run(rec)
+    return records
+
+
+def labkit_runner(target: Any, drafter: Any, k: int, hooks: Sequence[Callable] = (), **gen: Any) -> Runner:
+    """A runner for ``SpeculativeDecoder(target, drafter, k)``; ``gen`` goes to ``generate`` (temperature, seed...)."""
+    from labkit.core.engine import SpeculativeDecoder
+
+    dec = SpeculativeDecoder(target, drafter, k=k if drafter is not None else 0, hooks=list(hooks))
+
+    def run(prompt: Any, n: int) -> tuple[list[int], GenerationResult]:
+        res = dec.generate(prompt, max_new_tokens=n, **gen)
+        return res.token_ids, res
+
+    return run
+
+
+def run_sweep(target: Any, drafters: Mapping[str, Any], ks: Sequence[int], prompts: Sequence[Any],
+              max_new_tokens: int = 48, repeats: int = 1, seed: int = 0, shuffle: bool = True,
+              base: Sequence[GenerationResult] | None = None, hooks: Sequence[Callable] = (),
+              on_run: Callable[[dict[str, Any]], None] | None = None, warmup: bool = True,
+              **gen: Any) -> list[dict[str, Any]]:
+    """Plain decoding and each drafter x k on the same prompts, side by side; one row per configuration.
+
+    ``drafters`` maps a name to a drafter, or to None for plain decoding (k = 0). Speedups divide by the plain
+    configuration's speed, or by ``base`` (results measured earlier) when there is none. Rows: drafter, k,
+    tok_per_s (median over repeats of decode tokens/s pooled over prompts), speedup, tokens_per_verify,
+    acceptance (alpha, see ``estimate_alpha_c``), acceptance_rate, c, repetition, results.
+    """
+    configs = {f"{name}/k={k}": (name, k) for name, d in drafters.items()
+               for k in ([0] if d is None else [k for k in ks if k > 0])}
+    runners = {label: labkit_runner(target, drafters[name], k, hooks, **gen) for label, (name, k) in configs.items()}
+    records = run_side_by_side(runners, {"": list(prompts)}, max_new_tokens, repeats, seed, shuffle,
+                               8 if warmup else 0, getattr(target, "device", "cpu"), on_run)
+    runs = {label: [[r["result"] for r in records if r["config"] == label and r["repeat"] == rep]
+                    for rep in range(repeats)] for label in configs}
+    plain = [label for label, (_, k) in configs.items() if k == 0]
+    base_runs = runs[plain[0]] if plain else base
+    return [{"drafter": name, **sweep_point(k, runs[label], base_runs),
+             "results": [r for rs in runs[label] for r in rs]} for label, (name, k) in configs.items()]
+
+
+# ----------------------------------------------------------------------------------------------- summarizing
 
 
 def decode_seconds(result: GenerationResult) -> float:
@@ -38,31 +127,35 @@ def estimate_alpha_c(results: Sequence[GenerationResult]) -> tuple[float | None,
     return alpha, c
 
 
-def sweep_point(k: int, runs: Sequence[GenerationResult], base: Sequence[GenerationResult]) -> dict[str, Any]:
-    """One point of a speed-vs-k sweep: speedup over plain decoding (k = 0) on the same prompts."""
-    tps, base_tps = decode_tps(runs), decode_tps(base)
-    alpha, c = estimate_alpha_c(runs) if k > 0 else (None, None)
-    rounds = sum(len(r.rounds) for r in runs)
+def _per_repeat(runs: Sequence[Any] | None) -> list[list[GenerationResult]]:
+    """Runs grouped by repeat: a flat list of results is one repeat."""
+    if not runs:
+        return []
+    return [list(r) for r in runs] if not isinstance(runs[0], GenerationResult) else [list(runs)]
+
+
+def sweep_point(k: int, runs: Sequence[Any], base: Sequence[Any] | None) -> dict[str, Any]:
+    """One configuration's row: speed (median over repeats) and its ratio to plain decoding on the same prompts.
+
+    ``runs`` and ``base`` are results, or lists of results per repeat.
+    """
+    reps, base_reps = _per_repeat(runs), _per_repeat(base)
+    flat = [r for rs in reps for r in rs]
+    tps = statistics.median(decode_tps(rs) for rs in reps)
+    base_tps = statistics.median(decode_tps(rs) for rs in base_reps) if base_reps else 0.0
+    alpha, c = estimate_alpha_c(flat) if k > 0 else (None, None)
+    rounds = sum(len(r.rounds) for r in flat)
+    drafted = sum(r.stats.drafted for r in flat)
     return {"k": k, "tok_per_s": tps, "speedup": tps / base_tps if base_tps else float("nan"),
-            "tokens_per_verify": sum(len(r.token_ids) for r in runs) / rounds if rounds else 0.0,
-            "alpha": alpha, "c": c}
+            "tokens_per_verify": sum(len(r.token_ids) for r in flat) / rounds if rounds else 0.0,
+            "alpha": alpha, "acceptance_rate": sum(r.stats.accepted for r in flat) / drafted if drafted else None,
+            "c": c, "repetition": statistics.fmean(repetition(r.prompt_ids, r.token_ids) for r in flat)}
 
 
 def compare(target: Any, drafters: dict[str, Any], prompts: Sequence[str], k: int = 4, max_new_tokens: int = 48,
             **gen: Any) -> list[dict[str, Any]]:
     """Each drafter (None = plain) on the same prompts: tokens/verify, acceptance, c, decode tok/s, speedup."""
-    from labkit.core.engine import SpeculativeDecoder
-
-    SpeculativeDecoder(target, None).generate(prompts[0], max_new_tokens=4)  # warm-up: first calls are slower
-    rows, base = [], None
-    for name, drafter in drafters.items():
-        dec = SpeculativeDecoder(target, drafter, k=k if drafter is not None else 0)
-        runs = [dec.generate(p, max_new_tokens=max_new_tokens, **gen) for p in prompts]
-        alpha, c = estimate_alpha_c(runs) if drafter is not None else (None, None)
-        tps = decode_tps(runs)
-        base = tps if drafter is None else base
-        n_rounds = sum(len(r.rounds) for r in runs)
-        rows.append({"drafter": name, "tokens_per_verify": sum(len(r.token_ids) for r in runs) / n_rounds,
-                     "acceptance": alpha, "c": c, "tok_per_s": tps, "speedup": tps / base if base else None,
-                     "results": runs})
-    return rows
+    rows = run_sweep(target, drafters, [k], prompts, max_new_tokens=max_new_tokens, **gen)
+    return [{"drafter": r["drafter"], "tokens_per_verify": r["tokens_per_verify"], "acceptance": r["alpha"],
+             "c": r["c"], "tok_per_s": r["tok_per_s"], "speedup": r["speedup"], "repetition": r["repetition"],
+             "results": r["results"]} for r in rows]

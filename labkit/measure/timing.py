@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -18,6 +17,16 @@ def sync(device: torch.device) -> None:
     """Wait for the device: timings read after it (a no-op on CPU, where work is done when the call returns)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], Any], device: torch.device | str = "cpu") -> tuple[float, Any]:
+    """Wall seconds of ``fn()`` (device-synchronized on both ends) and its result."""
+    dev = torch.device(device)
+    sync(dev)
+    t0 = time.perf_counter()
+    out = fn()
+    sync(dev)
+    return time.perf_counter() - t0, out
 
 
 @torch.inference_mode()
@@ -34,12 +43,9 @@ def time_forward(target: Any, ks: Sequence[int], context: int = 100, repeats: in
         x = ids[None, context: context + k]
         times = []
         for rep in range(repeats + 1):  # the first call of each shape warms up kernels and is not counted
-            sync(dev)
-            t0 = time.perf_counter()
-            t.model(input_ids=x, cache=cache, use_cache=True)  # logits at all k positions, like verify
-            sync(dev)
+            secs, _ = time_call(lambda x=x: t.model(input_ids=x, cache=cache, use_cache=True), dev)  # logits at all k
             if rep:
-                times.append(time.perf_counter() - t0)
+                times.append(secs)
             crop(cache, context)
         rows.append({"k": k, "ms": 1e3 * statistics.median(times), "device": dev.type})
     return rows
@@ -77,13 +83,7 @@ def copy_bandwidth(device: str | torch.device = "cpu", megabytes: int = 256, rep
     dev = torch.device(device)
     src = torch.empty(megabytes * 2**20, dtype=torch.uint8, device=dev).fill_(1)
     dst = torch.empty_like(src)
-    best = math.inf
-    for _ in range(repeats + 1):
-        sync(dev)
-        t0 = time.perf_counter()
-        dst.copy_(src)
-        sync(dev)
-        best = min(best, time.perf_counter() - t0)
+    best = min(time_call(lambda: dst.copy_(src), dev)[0] for _ in range(repeats + 1))
     return 2 * src.numel() / best
 
 
@@ -94,11 +94,5 @@ def matmul_rate(device: str | torch.device = "cpu", dtype: torch.dtype = torch.b
     dev = torch.device(device)
     a = torch.randn(n, n, device=dev).to(dtype)
     b = torch.randn(n, n, device=dev).to(dtype)
-    best = math.inf
-    for _ in range(repeats + 1):
-        sync(dev)
-        t0 = time.perf_counter()
-        a @ b
-        sync(dev)
-        best = min(best, time.perf_counter() - t0)
+    best = min(time_call(lambda: a @ b, dev)[0] for _ in range(repeats + 1))
     return 2 * n**3 / best

@@ -15,12 +15,15 @@ EMBEDDED = {
 
 
 def cache_dir() -> Path:
-    """Where labkit keeps prepared models: $LABKIT_CACHE_DIR, else ~/.cache/labkit."""
+    """Where labkit keeps prepared models: $LABKIT_CACHE_DIR, else the platform's user cache folder
+    (~/.cache/labkit on Linux); a ~/.cache/labkit prepared by an earlier labkit keeps being used on every platform."""
+    from platformdirs import user_cache_path
+
     env = os.environ.get("LABKIT_CACHE_DIR")
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "labkit"
+    legacy = Path.home() / ".cache" / "labkit"
+    return legacy if legacy.is_dir() else user_cache_path("labkit", appauthor=False)
 
 
 def prepare_embedded(name: str = "gemma3-270m", progress: bool = True) -> Path:

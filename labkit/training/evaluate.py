@@ -1,10 +1,10 @@
 """How the shipped MTP drafter does on the embedded default: ``python -m labkit.training.evaluate``.
 
-Greedy, 128 new tokens, every prompt of ``labkit.measure.prompts.prompt_set()`` (none was trained on), plain decoding
-``SpeculativeDecoder(target, None)`` run right before the drafter on the same prompt so machine noise hits both
-alike. Reports per k: mean accepted length (tokens per verify), speedup in tokens/s over plain (mean over prompts
-and median per category), the measured cost ratio c, and how many outputs equal plain decoding (bf16 near-ties
-can differ; fp32 never does, see tests).
+Greedy, 128 new tokens, every prompt of ``labkit.measure.prompts.prompt_set()`` (none was trained on), plain
+decoding ``SpeculativeDecoder(target, None)`` run right before the drafter on the same prompt (through
+``labkit.measure.sweep.run_sweep``) so machine noise hits both alike. Reports per k: mean accepted length (tokens
+per verify), speedup in decode tokens/s over plain (mean over prompts and median per category), the measured cost
+ratio c, and how many outputs equal plain decoding (bf16 near-ties can differ; fp32 never does, see tests).
 """
 
 from __future__ import annotations
@@ -17,32 +17,36 @@ from typing import Any
 
 import torch
 
-from labkit import SpeculativeDecoder, load_target
+from labkit import load_target
 from labkit.drafters.mtp.drafter import MTPDrafter
 from labkit.measure.prompts import prompt_set
 
 
 def measure(target: Any, drafter: Any, ks: list[int], max_new_tokens: int = 128, per_category: int | None = None,
             progress: bool = True) -> list[dict[str, Any]]:
-    """One row per (prompt, k); k = 0 is plain decoding."""
+    """One row per (prompt, k); k = 0 is plain decoding, run right before the drafter on the same prompt."""
     from tqdm.auto import tqdm
 
+    from labkit.measure.sweep import run_sweep
+
     prompts = [(c, i, p) for c, ps in prompt_set().items() for i, p in enumerate(ps[:per_category])]
-    SpeculativeDecoder(target, drafter, k=2).generate(prompts[0][2], max_new_tokens=8)  # warm-up
     rows = []
-    for cat, i, prompt in tqdm(prompts, desc="mtp-eval", disable=not progress):
-        plain = SpeculativeDecoder(target, None).generate(prompt, max_new_tokens=max_new_tokens)
-        base = plain.stats.tokens_per_second
-        rows.append({"category": cat, "prompt": i, "k": 0, "tok_s": base, "speedup": 1.0})
-        for k in ks:
-            out = SpeculativeDecoder(target, drafter, k=k).generate(prompt, max_new_tokens=max_new_tokens)
+    for n, (cat, i, prompt) in enumerate(tqdm(prompts, desc="mtp-eval", disable=not progress)):
+        sweep = run_sweep(target, {"plain": None, "mtp": drafter}, ks, [prompt], max_new_tokens=max_new_tokens,
+                          shuffle=False, warmup=n == 0)
+        plain = sweep[0]["results"][0]
+        for r in sweep:
+            out = r["results"][0]
             s = out.stats
-            rows.append({"category": cat, "prompt": i, "k": k, "tok_s": s.tokens_per_second,
-                         "speedup": s.tokens_per_second / base, "mean_accepted_length": s.mean_accepted_length,
-                         "cost_ratio": s.cost_ratio, "per_position": s.per_position_acceptance,
-                         "draft_ms_per_token": 1000 * s.draft_seconds / max(1, s.drafted),
-                         "verify_ms_per_round": 1000 * s.verify_seconds / max(1, s.rounds),
-                         "same_as_plain": out.token_ids == plain.token_ids})
+            row = {"category": cat, "prompt": i, "k": r["k"], "tok_s": r["tok_per_s"], "speedup": r["speedup"],
+                   "repetition": r["repetition"]}
+            if r["k"]:
+                row.update(mean_accepted_length=s.mean_accepted_length, cost_ratio=s.cost_ratio,
+                           per_position=s.per_position_acceptance,
+                           draft_ms_per_token=1000 * s.draft_seconds / max(1, s.drafted),
+                           verify_ms_per_round=1000 * s.verify_seconds / max(1, s.rounds),
+                           same_as_plain=out.token_ids == plain.token_ids)
+            rows.append(row)
     return rows
 
 
