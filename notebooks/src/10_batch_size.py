@@ -65,20 +65,23 @@ rows = time_batched_forward(target, BATCHES, TOKENS, context=32, repeats=ci_scal
 # NBVAL_IGNORE_OUTPUT
 import pandas as pd
 
-from labkit.lab.batch import figure_batch, verify_cost_by_batch
+from labkit.lab.batch import figure_batch, roofline_ms, verify_cost_by_batch
 
 table = pd.DataFrame(rows).pivot(index="batch", columns="tokens", values="ms")
 table.columns = [f"ms, {n} tok/seq" for n in table.columns]
 cost = verify_cost_by_batch(rows)
 for k in sorted(cost[BATCHES[0]]):
     table[f"T(B,{k + 1})/T(B,1)"] = [cost[B][k] for B in table.index]
+    table[f"roofline T(B,{k + 1})/T(B,1)"] = [
+        roofline_ms(B * (k + 1), W, FLOPS_PER_TOKEN, bandwidth, flops)
+        / roofline_ms(B, W, FLOPS_PER_TOKEN, bandwidth, flops) for B in table.index]
 display(table.round(2))
 figure_batch(rows, W, FLOPS_PER_TOKEN, bandwidth, flops)
 
 # %% [markdown]
-# Read the last columns: the verify's cost in plain decoding steps *of the same batch*. Near 1 the verify rides on
-# memory reads the plain step pays anyway; near k+1 it is compute bound and costs as much as the k+1 plain steps
-# it wants to replace.
+# Read the ratio columns: the verify's cost in plain decoding steps *of the same batch*, measured and as the
+# roofline predicts it from the machine's two rates. Near 1 the verify rides on memory reads the plain step pays
+# anyway; near k+1 it is compute bound and costs as much as the k+1 plain steps it wants to replace.
 
 # %% [markdown]
 # ## What the theory predicts at each batch size
@@ -108,10 +111,10 @@ if s32 <= 1.0:
 # %% [markdown]
 # ## Reading it
 #
-# * The roofline corner says where arithmetic catches up with memory *in principle*; a CPU's forward also pays
-#   fixed overhead and a 262k-wide LM head for every token, so the measured curve bends earlier than the
-#   roofline's corner. On a GPU the balance is far higher (hundreds of FLOPs per byte), so the corner moves to
-#   large batches — which is where servers run.
+# * The roofline corner says where arithmetic catches up with memory *in principle*. Where the measured ratio
+#   sits above the roofline's, the forward pays what the roofline leaves out: fixed overhead per forward,
+#   attention over the cache, logits of the 262k-wide LM head at every position. On a GPU the balance is far
+#   higher (hundreds of FLOPs per byte), so the corner moves to large batches — which is where servers run.
 # * What is measured is one forward at each (B, k). What is predicted is the speed-up of a batched speculative
 #   engine built on those forwards; labkit's engine runs B = 1, where notebooks 00 and 06 measure the real thing.
 # * A real batched engine loses more: rows accept different numbers of drafts, so they fall out of step (padding
