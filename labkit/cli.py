@@ -327,7 +327,7 @@ def demo_estimate(target: Any, n_runs: int, max_new_tokens: int) -> float:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from labkit import load_target
-    from labkit.lab.explain import explain_speed, measurement_problem, outcome_now
+    from labkit.lab.explain import explain_repetition, explain_speed, measurement_problem, outcome_now
 
     preset = DEMO_FULL if args.full else DEMO_QUICK
     repeats = args.repeats or preset["repeats"]
@@ -353,13 +353,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.model} ({target.dtype}, {target.device}, {threads} thread(s)), {max_new} new tokens, greedy, "
           f"median of {repeats} x {len(DEMO_PROMPTS)} prompts")
-    print(f"{'drafter':<12}{'k':>4}{'tok/s':>10}{'speedup':>10}{'tokens/verify':>15}{'accept':>9}")
+    print(f"{'drafter':<12}{'k':>4}{'tok/s':>10}{'speedup':>10}{'tokens/verify':>15}{'accept':>9}{'rep4':>7}")
     for r in rows:
+        rep = f"{100 * r['repetition']:>6.0f}%" if r.get("repetition") is not None else f"{'-':>7}"
         print(f"{r['drafter']:<12}{r['k']:>4}{r['tok_per_s']:>10.1f}{r['speedup']:>9.2f}x"
-              f"{r['mean_accepted_length']:>15.2f}{100 * r['acceptance_rate']:>8.0f}%")
+              f"{r['mean_accepted_length']:>15.2f}{100 * r['acceptance_rate']:>8.0f}%{rep}")
     for p in problems:
         print(f"warning: {p}")
     print(summary)
+    if rows[0].get("repetition") is not None:  # rep4: share of generated 4-grams already seen (prompt lookup's food)
+        print(explain_repetition(rows[0]["repetition"]))
     return 0
 
 
