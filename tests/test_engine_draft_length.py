@@ -31,14 +31,14 @@ def make_drafter(name, pair):
 
 @pytest.fixture(scope="module")
 def reference(pair):
-    return SpeculativeDecoder(pair[0], None).generate(PROMPT, max_new_tokens=40).token_ids
+    return SpeculativeDecoder(pair[0], None).generate(PROMPT, max_new_tokens=30).token_ids
 
 
 @pytest.mark.parametrize("policy", list(POLICIES))
 @pytest.mark.parametrize("drafter", ["draft-model", "ngram", "synthetic", "mtp"])
 def test_greedy_equals_plain_with_any_policy(pair, reference, policy, drafter):
     out = SpeculativeDecoder(pair[0], make_drafter(drafter, pair), k=POLICIES[policy]()).generate(
-        PROMPT, max_new_tokens=40)
+        PROMPT, max_new_tokens=30)
     assert out.token_ids == reference
     assert all(r.draft_reason and len(r.drafted) <= r.k_requested for r in out.rounds)
     if drafter != "ngram":  # the lookup finds nothing on some rounds; the others always draft when asked
@@ -189,3 +189,34 @@ def test_sampling_with_a_policy_is_seeded(pair):
     a, b = (dec.generate(PROMPT, 20, temperature=1.0, seed=5) for _ in range(2))
     assert a.token_ids == b.token_ids and [r.u for r in a.rounds] == [r.u for r in b.rounds]
     assert torch.tensor([len(r.drafted) for r in a.rounds]).max() <= 4
+
+
+def build_confidence_stop():
+    from test_lossless import draft_model, target_model
+
+    return SpeculativeDecoder(target_model(), DraftModelDrafter(draft_model()), k=ConfidenceStop(0.3, k_max=2))
+
+
+def test_confidence_stop_case_is_not_vacuous():
+    """The χ² case below: its first round stops at position 1, at position 2, or drafts both, by seed."""
+    from test_lossless import PROMPT as P
+
+    dec = build_confidence_stop()
+    firsts = [dec.generate(P, 3, temperature=1.0, seed=s).rounds[0] for s in range(60)]
+    assert {len(r.drafted) for r in firsts if r.draft_reason.startswith("confidence")} == {1, 2}
+    assert any(not r.draft_reason.startswith("confidence") for r in firsts)
+
+
+@pytest.mark.slow
+def test_confidence_stop_is_lossless():
+    """Stopping on the drafter's own q sets the draft length from the drafter's side only: still lossless."""
+    from test_lossless import PROMPT as P
+    from test_lossless import target_model
+
+    from labkit.core.sampling import SamplingConfig
+    from lossless import draw_tokens, exact_tokens, is_lossless
+
+    cfg = SamplingConfig(1.0)
+    with torch.inference_mode():
+        exact = exact_tokens(target_model(), P, cfg)
+    assert is_lossless(draw_tokens(build_confidence_stop, P, cfg), exact)

@@ -190,7 +190,7 @@ class SpeculativeDecoder:
     def _round(self, run: _Run, plan: Plan, index: int) -> RoundRecord:
         """Draft up to k tokens, verify them all in one target forward, keep the agreed prefix plus one token of the
         target's own, roll the rest back. Reads the device once: the verdict."""
-        L, clock = run.length, _Clock(self.target.device)
+        at, clock = run.length, _Clock(self.target.device)  # committed tokens: the draft goes to buf[at:]
         k = min(plan.k, run.budget - 1)  # never draft what could not be kept
         kv_start, dkv_start = cache_len(run.cache), self._drafter_kv()
         prop = self._draft(run, k, plan, index)
@@ -198,13 +198,13 @@ class SpeculativeDecoder:
         clock.drafted()
         dkv_drafted = self._drafter_kv()
 
-        run.buf[L: L + draft.numel()] = draft
-        out = self._round_forward(run.buf[L - 1: L + draft.numel()], run.cache, self._want_hidden)
+        run.buf[at: at + draft.numel()] = draft
+        out = self._round_forward(run.buf[at - 1: at + draft.numel()], run.cache, self._want_hidden)
         verdict = self._verify(draft, out.logits[0], prop, run.sampler)  # the round's one host transfer
         emitted, run.finished = _cut(verdict.drafted[: verdict.accepted] + [verdict.next_token], run.eos, run.budget)
         kept = len(emitted) - 1  # drafts kept (fewer than accepted only when EOS or the limit cut the round)
         kv_verified = cache_len(run.cache)
-        crop(run.cache, L + kept)  # the pending token and the kept drafts stay; rejected positions go
+        crop(run.cache, at + kept)  # the pending token and the kept drafts stay; rejected positions go
         if self._want_hidden:
             run.hidden = out.hidden_states[-1][0, kept].clone()  # a compiled graph reuses its output memory
         clock.verified()
@@ -212,14 +212,13 @@ class SpeculativeDecoder:
             self.drafter.rollback(kept)  # timed as drafting: it is the drafter's own bookkeeping
         clock.rolled_back()
 
-        run.buf[L + kept] = emitted[-1]  # the kept drafts are already in place
+        run.buf[at + kept] = emitted[-1]  # the kept drafts are already in place
         run.tokens.extend(emitted)
-        run.length, run.budget = L + len(emitted), run.budget - len(emitted)
-        return _record(index, L, verdict, emitted, run.finished, prop, k, self._draft_reason(plan, k, draft, run),
-                       KVTrace(kv_start, kv_start, kv_verified, cache_len(run.cache)),
-                       None if dkv_start is None else KVTrace(dkv_start, dkv_drafted, dkv_drafted,
-                                                              self._drafter_kv()),
-                       clock)
+        run.length, run.budget = at + len(emitted), run.budget - len(emitted)
+        target_kv = KVTrace(kv_start, kv_start, kv_verified, cache_len(run.cache))
+        drafter_kv = None if dkv_start is None else KVTrace(dkv_start, dkv_drafted, dkv_drafted, self._drafter_kv())
+        reason = self._draft_reason(plan, k, draft, run)
+        return _record(index, at, verdict, emitted, run.finished, prop, k, reason, target_kv, drafter_kv, clock)
 
     def _draft(self, run: _Run, k: int, plan: Plan, index: int) -> Proposal:
         if self.drafter is None:
