@@ -383,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling(p)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("demo", help="the embedded default on a few prompts: a speed-versus-k table (about a minute)")
+    p = sub.add_parser("demo", help="speed versus k on 3 prompts (prints its time estimate first)")
     p.add_argument("--drafter", default="ngram", help=DRAFTER_FORMS)
     p.add_argument("--ks", type=k_list, default=None, help=f"draft lengths (default {DEMO_QUICK['ks']}, --full "
                    f"{DEMO_FULL['ks']})")
