@@ -130,10 +130,11 @@ def diagnose(target: Any = None, ks: tuple[int, ...] = KS, repeats: int = 3, dev
     name, features = cpu_info()
     policy = default_threads()
 
-    def one_token_ms(reps: int = repeats) -> float:
-        return time_forward(target, [1], repeats=reps)[0]["ms"]
+    def one_token_ms(reps: int = repeats, context: int = 100) -> float:
+        return time_forward(target, [1], context=context, repeats=reps)[0]["ms"]
 
-    best, thread_s = fastest_threads(lambda: one_token_ms(1), rounds=2)  # short: a slow count is very slow
+    # short probes (a short prefill, one timed forward): a slow thread count is very slow on a busy machine
+    best, thread_s = fastest_threads(lambda: one_token_ms(1, context=16), rounds=2)
     torch.set_num_threads(best)
     copy = copy_bandwidth(dev, megabytes=copy_megabytes)
     ms, curves = {}, {}
