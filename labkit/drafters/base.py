@@ -6,7 +6,7 @@ A round: the engine calls ``propose`` (draft up to k tokens), verifies them with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -16,8 +16,6 @@ from labkit.models.load import Target
 
 
 @dataclass
-
-
 class DraftContext:
     ids: torch.Tensor  # [L] every committed token (prompt + generated); the last one is not yet in the target cache
     target: Target
@@ -28,8 +26,6 @@ class DraftContext:
 
 
 @dataclass
-
-
 class Proposal:
     tokens: torch.Tensor  # [k'] long, k' <= k, on the target's device
     q: torch.Tensor | None = None  # [k', V] warped drafter probabilities; None = a deterministic proposal
@@ -37,6 +33,35 @@ class Proposal:
     # [k'] the drafter's probability of each drafted token. In greedy mode (``sampler.greedy``) report this and
     # leave q None: greedy verification compares tokens, so no k x V distribution needs building
     q_tokens: torch.Tensor | None = None
+
+
+@dataclass
+class DraftSteps:
+    """One round's drafts as a drafter draws them, one token at a time; ``proposal()`` packs them.
+
+    Keeps each token's q(token) always and the full q only under sampling (greedy verification compares tokens:
+    no k x V distribution is built), and asks the draft-length policy after each token whether to stop.
+    """
+
+    sampler: Sampler
+    tokens: list[torch.Tensor] = field(default_factory=list)
+    q_tokens: list[torch.Tensor] = field(default_factory=list)
+    probs: list[torch.Tensor] = field(default_factory=list)
+
+    def add(self, tok: torch.Tensor, q: torch.Tensor, index: torch.Tensor | None = None) -> bool:
+        """Record ``tok`` drawn from ``q`` (``index``: its place in q when q covers candidates only); True = stop."""
+        self.tokens.append(tok)
+        self.q_tokens.append(q[tok if index is None else index])
+        if not self.sampler.greedy:
+            self.probs.append(q)
+        return self.sampler.should_stop(self.q_tokens[-1])  # the draft-length policy's confidence threshold
+
+    def proposal(self, q: torch.Tensor | None = None, reused_target_state: int = 0) -> Proposal:
+        """The drafts as a Proposal; ``q`` overrides the stacked distributions (e.g. scattered to the vocabulary)."""
+        if q is None and self.probs:
+            q = torch.stack(self.probs)
+        return Proposal(torch.cat(self.tokens), q, reused_target_state=reused_target_state,
+                        q_tokens=torch.cat(self.q_tokens))
 
 
 class Drafter:

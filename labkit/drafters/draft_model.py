@@ -8,7 +8,7 @@ import torch
 
 from labkit.core.kvcache import cache_len, crop, new_cache
 from labkit.core.sampling import Sampler
-from labkit.drafters.base import DraftContext, Drafter, Proposal, empty_proposal
+from labkit.drafters.base import DraftContext, Drafter, DraftSteps, Proposal, empty_proposal
 from labkit.models.load import Target, as_target
 
 
@@ -33,19 +33,13 @@ class DraftModelDrafter(Drafter):
         self._start = ctx.ids.numel()
         # Feed what the cache lacks: the pending token, plus the last draft after a full acceptance.
         x = ctx.ids[cache_len(self.cache):]
-        tokens, probs, q_tokens = [], [], []
+        steps = DraftSteps(sampler)
         for _ in range(k):
             tok, q = self.pick(self._step(x), sampler, ctx)
-            tokens.append(tok)
-            q_tokens.append(q[tok])
-            if not sampler.greedy:  # greedy verification compares tokens: keep no k x V distributions
-                probs.append(q)
-            if sampler.should_stop(q_tokens[-1]):  # the draft-length policy's confidence threshold
+            if steps.add(tok, q):
                 break
             x = tok
-        if not tokens:
-            return empty_proposal(ctx.ids.device)
-        return Proposal(torch.cat(tokens), torch.stack(probs) if probs else None, q_tokens=torch.cat(q_tokens))
+        return steps.proposal() if steps.tokens else empty_proposal(ctx.ids.device)
 
     def pick(self, logits: torch.Tensor, sampler: Sampler, ctx: DraftContext) -> tuple[torch.Tensor, torch.Tensor]:
         """Choose the next draft token and report the distribution it was drawn from."""

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from labkit.core.sampling import Sampler
-from labkit.drafters.base import DraftContext, Drafter, Proposal, empty_proposal
+from labkit.drafters.base import DraftContext, Drafter, DraftSteps, Proposal, empty_proposal
 from labkit.drafters.mtp.weights import MTPWeightsError
 from labkit.models.geometry import kv_source_layers, target_kv, text_config
 from labkit.models.load import ModelNotAvailableError, Target, hub_error
@@ -100,21 +100,15 @@ class Gemma4AssistantDrafter(Drafter):
         pos = torch.full((1, 1), ctx.ids.numel() - 1, device=ctx.ids.device)
         h = ctx.hidden.reshape(1, 1, -1)
         tok = ctx.ids[-1:]
-        tokens, probs, q_tokens = [], [], []
+        steps = DraftSteps(sampler)
         for _ in range(k):
             x = torch.cat([self._embed(tok[None]), h.to(self._embed.weight.dtype)], dim=-1)
             out = self.model(inputs_embeds=x, position_ids=pos, shared_kv_states=dict(kv), attention_mask=None)
             tok, q = sampler.pick(out.logits[0, -1])
             h = out.last_hidden_state
-            tokens.append(tok)
-            q_tokens.append(q[tok])
-            if not sampler.greedy:  # greedy verification compares tokens: keep no k x V distributions
-                probs.append(q)
-            if sampler.should_stop(q_tokens[-1]):  # the draft-length policy's confidence threshold
+            if steps.add(tok, q):
                 break
-        reused = max(key.shape[-2] for key, _ in kv.values())
-        return Proposal(torch.cat(tokens), torch.stack(probs) if probs else None, reused_target_state=reused,
-                        q_tokens=torch.cat(q_tokens))
+        return steps.proposal(reused_target_state=max(key.shape[-2] for key, _ in kv.values()))
 
     def __repr__(self) -> str:
         return self.name

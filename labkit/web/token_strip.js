@@ -1,46 +1,39 @@
 // labkit token strip (anywidget): the Python side sends spans {text, kind, round, first, tip}; hover tips are CSS.
 const KINDS = ["accepted", "rejected", "replacement", "bonus", "plain"];
 
+function node(tag, cls, text) {
+  const n = document.createElement(tag);
+  n.className = cls;
+  if (text !== undefined) n.textContent = text;
+  return n;
+}
+
 function build(model, el) {
   const spans = model.get("spans") || [];
-  const root = document.createElement("div");
-  root.className = "lk-strip";
-  const head = document.createElement("div");
-  head.className = "lk-head";
-  const title = document.createElement("span");
-  title.className = "lk-title";
-  title.textContent = model.get("title") || "";
-  head.appendChild(title);
+  const root = node("div", "lk-strip");
+  const head = node("div", "lk-head");
+  head.appendChild(node("span", "lk-title", model.get("title") || ""));
   const counts = Object.fromEntries(KINDS.map((k) => [k, 0]));
   for (const s of spans) counts[s.kind] = (counts[s.kind] || 0) + 1;
   for (const k of KINDS.slice(0, 4)) {
-    const key = document.createElement("span");
-    key.className = `lk-key lk-${k}`;
+    const key = node("span", `lk-key lk-${k}`, `${k} ${counts[k]}`);
     key.dataset.kind = k;
-    key.textContent = `${k} ${counts[k]}`;
     head.appendChild(key);
   }
   root.appendChild(head);
-  const text = document.createElement("div");
-  text.className = "lk-text";
-  const prompt = document.createElement("span");
-  prompt.className = "lk-prompt";
-  prompt.textContent = model.get("prompt") || "";
-  text.appendChild(prompt);
+  const text = node("div", "lk-text");
+  text.appendChild(node("span", "lk-prompt", model.get("prompt") || ""));
   for (const s of spans) {
-    const t = document.createElement("span");
-    t.className = `lk-tok lk-${s.kind}` + (s.first ? " lk-first" : "");
+    const t = node("span", `lk-tok lk-${s.kind}` + (s.first ? " lk-first" : ""), s.text);
     t.dataset.kind = s.kind;
     t.dataset.round = s.round;
     t.dataset.tip = s.tip;
-    t.textContent = s.text;
     text.appendChild(t);
   }
   root.appendChild(text);
   const summary = model.get("summary");
   if (summary) {
-    const foot = document.createElement("div");
-    foot.className = "lk-foot";
+    const foot = node("div", "lk-foot");
     foot.innerHTML = summary; // built by labkit from numbers only (escaped on the Python side)
     root.appendChild(foot);
   }

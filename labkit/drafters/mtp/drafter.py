@@ -44,7 +44,7 @@ from typing import Any
 import torch
 
 from labkit.core.sampling import Sampler
-from labkit.drafters.base import DraftContext, Drafter, Proposal, empty_proposal
+from labkit.drafters.base import DraftContext, Drafter, DraftSteps, Proposal, empty_proposal
 from labkit.drafters.mtp.network import MTPConfig, MTPHead
 from labkit.drafters.mtp.weights import (
     FORMAT,
@@ -239,24 +239,20 @@ class MTPDrafter(Drafter):
         rope = {kind: self._rotary(h, pos, kind) for kind in head.config.layer_types}
         cand_ids, cand_rows = self._candidates(ctx.ids, ctx.tokens)
         tok = ctx.ids[-1:]
-        tokens, probs, q_tokens = [], [], []
+        steps = DraftSteps(sampler)
         for _ in range(k):
             h = head(self._embed(tok[None]), h, kv, rope)
             z = head.logits(h[0, 0], cand_rows)
             j, q = sampler.pick(z)  # argmax (greedy) or a seeded draw from the warped q over the candidates
             tok = cand_ids[j]
-            tokens.append(tok)
-            q_tokens.append(q[j])
-            if not sampler.greedy:  # greedy verification compares tokens: build no k x V distribution
-                probs.append(q)
-            if sampler.should_stop(q_tokens[-1]):  # the draft-length policy's confidence threshold
+            if steps.add(tok, q, index=j):
                 break
         q_full = None
-        if probs:
-            q_full = torch.zeros(len(probs), self.vocab_size, device=ctx.ids.device)
-            q_full[:, cand_ids] = torch.stack(probs).float()  # zero outside the candidates: never drawn there
+        if steps.probs:
+            q_full = torch.zeros(len(steps.probs), self.vocab_size, device=ctx.ids.device)
+            q_full[:, cand_ids] = torch.stack(steps.probs).float()  # zero outside the candidates: never drawn there
         reused = max(key.shape[-2] for key, _ in kv.values())  # distinct positions: the sliding span is inside
-        return Proposal(torch.cat(tokens), q_full, reused_target_state=reused, q_tokens=torch.cat(q_tokens))
+        return steps.proposal(q_full, reused)
 
     def __repr__(self) -> str:
         return self.name
