@@ -30,7 +30,7 @@ def verify_cost_lines(curve: dict[Any, float]) -> list[str]:
 
     vc = {int(k): v for k, v in curve.items()}  # keys are strings after a JSON round trip
     return [f"verify cost against a 1-token forward, measured in this run: {curve_text(vc)}",
-            verdict(vc).text(with_curve=False).splitlines()[0]]
+            *verdict(vc).text(with_curve=False).splitlines()]
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -45,11 +45,8 @@ def format_table(result: dict[str, Any]) -> str:
             f"weights {meta['weight_bytes'] / 1e6:.0f} MB; labkit cache {meta['settings'].get('cache', 'dynamic')}"
             + (f", compiled ({meta['settings']['compile_mode']})" if meta["settings"].get("compile_mode") else ""))
     heads = [head]
-    if meta.get("verify_cost"):
-        from labkit.measure.doctor import verdict  # the same verdict as `labkit doctor`, from this run's curve
-
+    if meta.get("verify_cost"):  # the same verdict as `labkit doctor`, from this run's curve
         heads += verify_cost_lines(meta["verify_cost"])
-        heads.append(verdict({int(k): v for k, v in meta["verify_cost"].items()}).text(with_curve=False))
     st = meta["settings"]
     if st.get("temperature"):
         sampling = " ".join([f"T={st['temperature']:g}"] + ([f"top-k={st['top_k']}"] if st.get("top_k") else [])
