@@ -8,6 +8,15 @@ from labkit import tiny_pair
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models are pure Python overhead: one thread is fastest, and on a busy machine far faster."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def pair():
     """A tiny fp32 target (3 layers, vocabulary 32) and a tiny draft model (1 layer) sharing that vocabulary."""

@@ -19,12 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NB04 = ROOT / "notebooks" / "src" / "04_mtp_drafters.py"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------------- the Colab dry run

@@ -29,12 +29,7 @@ from lossless import ALPHA, DRAWS, chi2_pvalue, draw_tokens, exact_tokens, is_lo
 PROMPTS = [[1, 5, 7, 9, 3, 4, 6, 8, 10, 11, 12, 13, 14], [1, 20, 21, 22, 20, 21], [1, 30, 9, 9, 14, 27, 3]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def distill(target, assistant, steps: int = 60, seed: int = 0):

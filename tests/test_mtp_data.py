@@ -11,13 +11,7 @@ from labkit.models import as_target, tiny_model
 from labkit.training.seeds import HELDOUT, TRAIN_AT_SCALE
 from labkit.training.train_mtp import TOP, TrainConfig, self_generate, train
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def target():
