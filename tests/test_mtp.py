@@ -158,6 +158,29 @@ def test_resume_continues_exactly(tmp_path):
     assert state["step"] == 20 and len(state["history"]) == 20
 
 
+def test_resume_with_more_shards_keeps_the_checkpoint_vocabulary(tmp_path):
+    """Shards added between runs must not change which tokens the resumed head scores."""
+    from safetensors.torch import load_file
+
+    from labkit.training.train_mtp import TargetParts, build_vocab, evaluate
+
+    target = tiny_target()
+    kw = dict(data_batches=1, batch_size=8, new_tokens=24, heldout_tokens=16, checkpoint_every=5, vocab=12)
+    train(tiny_cfg(tmp_path / "r", steps=5, **kw), target=target, progress=False)
+    first = MTPDrafter.load(tmp_path / "r" / "mtp.safetensors").head.vocab_ids.clone()
+    more = {**kw, "data_batches": 3, "temperatures": (1.0,)}
+    summary = train(tiny_cfg(tmp_path / "r", steps=8, **more), target=target, progress=False, resume=True)
+    chunks = [load_file(str(p)) for p in sorted((tmp_path / "r" / "data").glob("train-*.safetensors"))]
+    assert len(chunks) == 3
+    assert not torch.equal(build_vocab(chunks, 12, target.vocab_size), first)  # the guard has work to do
+    head = MTPDrafter.load(tmp_path / "r" / "mtp.safetensors").head.float()
+    assert torch.equal(head.vocab_ids, first)
+    # the resumed run trained and evaluated on the rows of the vocabulary it saved
+    heldout = load_file(str(tmp_path / "r" / "data" / "heldout.safetensors"))
+    ev = evaluate(head, heldout, TargetParts(target, head.vocab_ids), 4)
+    assert ev["per_position_acceptance"] == pytest.approx(summary["heldout"]["per_position_acceptance"], abs=0.02)
+
+
 def test_out_folder_guards(tmp_path):
     target = tiny_target()
     kw = dict(steps=2, data_batches=1, batch_size=4, new_tokens=8, heldout_tokens=8)

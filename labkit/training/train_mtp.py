@@ -453,12 +453,14 @@ def train(cfg: TrainConfig, target: Target | None = None, resume: bool = False, 
     vocab_ids = build_vocab(chunks, cfg.vocab, target.vocab_size)
     c = MTPConfig.for_target(target.model, layers=cfg.layers, hidden=cfg.hidden, intermediate=cfg.intermediate)
     head = MTPHead(c, vocab_ids).train()
-    parts = TargetParts(target, vocab_ids)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
     state: dict[str, Any] = {"step": 0, "train_seconds": 0.0, "data_seconds": data_s, "history": [], "evals": []}
     if resume and (out / "checkpoint.safetensors").exists():
         state = load_checkpoint(out, head, opt)
         state["data_seconds"] = state.get("data_seconds", 0.0) + data_s
+        # The checkpoint's vocabulary wins: shards added since would otherwise change which rows the head scores.
+        vocab_ids = head.vocab_ids.clone()
+    parts = TargetParts(target, vocab_ids)
     h_scale = float(torch.cat([d["hidden"].float().pow(2).mean().reshape(1) for d in chunks]).mean())
     gen = torch.Generator()  # reseeded per step by train_step
 
