@@ -32,14 +32,15 @@ def bench(tmp_path_factory):
 
 
 def _keys(rows):
-    return {(r["engine"], r["method"], r["k"], r["category"]) for r in rows}
+    return {(r["engine"], r["method"], r["k"], r["policy"], r["category"]) for r in rows}
 
 
 def test_every_configuration_has_a_row_per_category_and_overall(bench):
     result, _ = bench
-    expected = {("transformers", "greedy", 0), ("labkit", "plain", 0)}
-    expected |= {("labkit", d, k) for d in ("ngram", "draft-model") for k in (2, 3)}
-    expected |= {("transformers", m, k) for m in ("prompt-lookup", "early-exit", "assistant") for k in (2, 3)}
+    expected = {("transformers", "greedy", 0, ""), ("labkit", "plain", 0, "")}
+    expected |= {("labkit", d, k, "") for d in ("ngram", "draft-model") for k in (2, 3)}
+    expected |= {("labkit", d, 3, "auto") for d in ("ngram", "draft-model")}  # dynamic k, at most the largest k
+    expected |= {("transformers", m, k, "") for m in ("prompt-lookup", "early-exit", "assistant") for k in (2, 3)}
     assert _keys(result["rows"]) == {(*e, c) for e in expected for c in (*CATS, "all")}
     assert "labkit/bogus" in result["skipped"]  # an unknown drafter is reported, the rest still runs
 
@@ -70,7 +71,8 @@ def test_ratios_are_against_transformers_greedy_of_the_same_category(bench):
             assert r["ratio_vs_hf_greedy"] == pytest.approx(r["tok_s"] / base[r["category"]])
         else:
             cats = [x["ratio_vs_hf_greedy"] for x in rows if x["category"] in CATS
-                    and (x["engine"], x["method"], x["k"]) == (r["engine"], r["method"], r["k"])]
+                    and (x["engine"], x["method"], x["k"], x["policy"]) == (r["engine"], r["method"], r["k"],
+                                                                            r["policy"])]
             assert r["ratio_vs_hf_greedy"] == pytest.approx(sum(cats) / len(cats))
     assert all(r["ratio_vs_hf_greedy"] == pytest.approx(1.0) for r in rows
                if (r["engine"], r["method"]) == ("transformers", "greedy"))
@@ -88,7 +90,7 @@ def test_theory_curve_matches_labkit_theory(bench):
     curves = {c["drafter"]: c for c in result["theory"]}
     assert set(curves) == {"ngram", "draft-model"}
     for name, c in curves.items():
-        mine = [r for r in result["rows"] if r["method"] == name and r["category"] == "all"]
+        mine = [r for r in result["rows"] if r["method"] == name and r["category"] == "all" and not r["policy"]]
         assert c["alpha"] == pytest.approx(statistics.median(r["alpha"] for r in mine))
         for r in mine:  # alpha explains the measured mean accepted length at that k
             assert theory.expected_tokens_per_verify(r["alpha"], r["k"]) == pytest.approx(
@@ -158,9 +160,9 @@ def test_cli_quick(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "labkit ngram k=2" in out and "transformers prompt-lookup k=2" in out
     rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
-    assert _keys(rows) == {(e, m, k, c) for e, m, k in [("transformers", "greedy", 0), ("labkit", "plain", 0),
-                                                        ("labkit", "ngram", 2), ("transformers", "prompt-lookup", 2)]
-                           for c in ("qa", "all")}
+    assert _keys(rows) == {(e, m, k, p, c) for e, m, k, p in [
+        ("transformers", "greedy", 0, ""), ("labkit", "plain", 0, ""), ("labkit", "ngram", 2, ""),
+        ("labkit", "ngram", 2, "auto"), ("transformers", "prompt-lookup", 2, "")] for c in ("qa", "all")}
 
 
 def test_spec_may_carry_its_own_ks():
@@ -169,7 +171,8 @@ def test_spec_may_carry_its_own_ks():
     s = quick_settings(ks=(0, 2, 4), drafters=("ngram", "early-exit:1@1"), hf_modes=("greedy", "prompt-lookup@3"))
     keys = [m.key for m in plan(s, Workload(target=None, prompts={}, assistant=None))]
     assert sorted(keys) == sorted(["transformers/greedy/k=0", "labkit/plain/k=0", "labkit/ngram/k=2",
-                                   "labkit/ngram/k=4", "labkit/early-exit:1/k=1", "transformers/prompt-lookup/k=3"])
+                                   "labkit/ngram/k=4", "labkit/early-exit:1/k=1", "transformers/prompt-lookup/k=3",
+                                   "labkit/ngram/k=4/auto", "labkit/early-exit:1/k=1/auto"])  # auto: the spec's max k
 
 
 def test_cpu_time_ratios_use_cpu_time_of_greedy():
@@ -215,3 +218,38 @@ def test_sampled_rows_next_to_greedy_with_repetition_and_verify_cost():
     assert sorted(result["meta"]["verify_cost"]) == [1, 2, 4, 8]
     table = format_table(result)
     assert "verify cost against a 1-token forward" in table and "labkit ngram k=2 sampled" in table and "rep4" in table
+
+
+def test_dynamic_draft_length_rows_next_to_fixed_k(bench):
+    """The "auto" policy runs per drafter at most its largest k, with the verify cost measured before the runs."""
+    from labkit.core.draft_length import ConfidenceStop, CostModel, Heuristic
+    from labkit.measure.bench import make_policy
+
+    result = bench[0]
+    auto = [r for r in result["rows"] if r["policy"] == "auto" and r["category"] == "all"]
+    assert {r["method"] for r in auto} == {"ngram", "draft-model"}
+    for r in auto:
+        assert r["k"] == 3 and 0 < r["mean_k"] <= 3 and r["alpha"] is None  # no single k: no alpha from MAL
+        fixed = next(x for x in result["rows"] if x["method"] == r["method"] and x["k"] == 3 and not x["policy"]
+                     and x["category"] == "all")
+        if r["method"] == "draft-model":  # a draft model always drafts k (less only at the budget's end)
+            assert 2.0 <= fixed["mean_k"] <= 3.0
+    table = format_table(result)
+    assert "labkit ngram auto k<=3" in table and "the best fixed k" in table
+    assert {c["drafter"] for c in result["theory"]} == {"ngram", "draft-model"}  # dynamic rows stay out of theory
+    policy = make_policy("auto", 6, {1: 1.1, 4: 1.5})
+    assert isinstance(policy, CostModel) and policy.k_max == 6 and policy.verify_ratio(4) == pytest.approx(1.5)
+    assert isinstance(make_policy("heuristic", 6), Heuristic) and isinstance(make_policy("confidence", 2),
+                                                                              ConfidenceStop)
+    with pytest.raises(ValueError, match="unknown policy"):
+        make_policy("fastest", 4)
+
+
+def test_cli_policies_none_and_unknown(tmp_path, capsys):
+    from labkit.cli import main
+
+    assert main(["bench", "--quick", "--policies", "none", "--ks", "0,2", "--drafters", "ngram", "--hf-modes",
+                 "greedy", "--categories", "qa", "--out", str(tmp_path)]) == 0
+    assert " auto " not in capsys.readouterr().out
+    assert main(["bench", "--quick", "--policies", "fastest", "--out", str(tmp_path)]) == 2
+    assert "policies: unknown fastest" in capsys.readouterr().err

@@ -36,6 +36,7 @@ DEFAULT_KS = (0, 1, 2, 3, 4, 6, 8, 12, 16)
 LABKIT_DRAFTERS = ("ngram", "early-exit", "mtp", "hybrid")
 VERIFY_KS = (1, 2, 4, 8)  # the header's verify-cost curve T(k+1)/T(1)
 HF_MODES = ("greedy", "prompt-lookup", "early-exit", "assistant")
+POLICIES = ("auto", "heuristic", "confidence")  # dynamic draft length: labkit.core.draft_length
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,12 @@ class Method:
     name: str  # labkit: "plain" or a drafter spec; transformers: one of HF_MODES
     k: int = 0
     decoding: str = "greedy"  # or "sampled": the settings' temperature, top-k, top-p (labkit only)
+    policy: str = ""  # "" = k every round; else one of POLICIES, drafting at most k per round
 
     @property
     def key(self) -> str:
-        return f"{self.engine}/{self.name}/k={self.k}" + ("" if self.decoding == "greedy" else f"/{self.decoding}")
+        return (f"{self.engine}/{self.name}/k={self.k}" + (f"/{self.policy}" if self.policy else "")
+                + ("" if self.decoding == "greedy" else f"/{self.decoding}"))
 
 
 HF_GREEDY = Method("transformers", "greedy", 0)
@@ -63,6 +66,7 @@ class BenchSettings:
     device: str | None = None
     drafters: tuple[str, ...] = LABKIT_DRAFTERS
     ks: tuple[int, ...] = DEFAULT_KS
+    policies: tuple[str, ...] = ("auto",)  # per labkit drafter, at most its largest k per round
     hf_modes: tuple[str, ...] = HF_MODES
     categories: tuple[str, ...] = CATEGORIES
     prompts_per_category: int = 5
@@ -94,6 +98,7 @@ class Workload:
     prompts: dict[str, list[torch.Tensor]]
     assistant: Any = None  # a transformers model usable as assistant_model (None when the pair does not allow one)
     runners: dict[str, Callable[[torch.Tensor, int], tuple[list[int], Any]]] = field(default_factory=dict)
+    verify_cost: dict[int, float] | None = None  # T(k+1)/T(1) measured before the runs: the "auto" policy uses it
     skipped: dict[str, str] = field(default_factory=dict)  # method or drafter -> why it was not run
 
 
@@ -169,6 +174,8 @@ def plan(s: BenchSettings, w: Workload) -> list[Method]:
     for spec in s.drafters:
         name, ks = _spec_ks(spec, s.ks)
         methods += [Method("labkit", name, k, d) for d in decodings for k in ks]
+        if ks:
+            methods += [Method("labkit", name, max(ks), d, policy) for d in decodings for policy in s.policies]
     for spec in s.hf_modes:
         mode, ks = _spec_ks(spec, s.ks)
         if mode == "greedy":
@@ -234,7 +241,8 @@ def _labkit_runner(s: BenchSettings, w: Workload, drafter: Any, m: Method) -> Ca
 
     reads_cache = drafter is not None and drafter.needs_hidden  # mtp reads the target's cache: dynamic only
     cache = "dynamic" if reads_cache else ("static" if s.compile_mode else s.cache)
-    dec = SpeculativeDecoder(w.target, drafter, k=m.k if drafter is not None else 0, cache=cache,
+    k: Any = make_policy(m.policy, m.k, w.verify_cost) if m.policy else m.k
+    dec = SpeculativeDecoder(w.target, drafter, k=k if drafter is not None else 0, cache=cache,
                              compile_mode=None if reads_cache else s.compile_mode)
     gen = dict(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p) if m.decoding == "sampled" else {}
 
@@ -243,6 +251,19 @@ def _labkit_runner(s: BenchSettings, w: Workload, drafter: Any, m: Method) -> Ca
         return res.token_ids, res
 
     return run
+
+
+def make_policy(name: str, k_max: int, verify_cost: dict[int, float] | None = None) -> Any:
+    """A dynamic draft-length policy by name, drafting at most ``k_max`` tokens a round."""
+    from labkit.core.draft_length import ConfidenceStop, CostModel, Heuristic
+
+    if name == "auto":  # the cost model, fed this machine's measured verify cost
+        return CostModel(k_max=k_max, verify_cost=verify_cost)
+    if name == "heuristic":
+        return Heuristic(k_start=min(4, k_max), k_max=k_max)
+    if name == "confidence":
+        return ConfidenceStop(k_max=k_max)
+    raise ValueError(f"policies: unknown policy {name!r}; choose from {', '.join(POLICIES)}")
 
 
 def _hf_runner(s: BenchSettings, w: Workload, m: Method) -> Callable:
@@ -344,10 +365,11 @@ def _row(m: Method, cat: str, runs: list[dict], greedy: dict[tuple, list[int]]) 
     labkit = m.engine == "labkit"
     mal = (accepted + rounds) / rounds if labkit and rounds else None
     alpha = None
-    if labkit and m.k > 0 and mal is not None:
+    if labkit and m.k > 0 and not m.policy and mal is not None:  # alpha from MAL needs one k for every round
         alpha = theory.alpha_from_mean_accepted_length(min(max(mal, 1.0), m.k + 1.0), m.k)
     costs = [r["cost_ratio"] for r in runs if r.get("cost_ratio") is not None]
-    return {"engine": m.engine, "method": m.name, "k": m.k, "decoding": m.decoding, "category": cat,
+    return {"engine": m.engine, "method": m.name, "k": m.k, "decoding": m.decoding, "policy": m.policy,
+            "category": cat, "mean_k": drafted / rounds if labkit and rounds else None,
             "tok_s": _tok_s(runs),
             "tok_s_cpu": _tok_s(runs, "cpu_seconds"),
             "runs": len(runs), "new_tokens": _pool(runs, "new_tokens"),
@@ -396,13 +418,14 @@ def _ratios(rows: list[dict], speed: str, ratio: str, is_base: Callable[[dict], 
 
 
 def _same_method(a: dict, b: dict) -> bool:
-    return all(a.get(f) == b.get(f) for f in ("engine", "method", "k", "decoding"))
+    return all(a.get(f) == b.get(f) for f in ("engine", "method", "k", "decoding", "policy"))
 
 
 def theory_curves(rows: list[dict], k_max: int = 16) -> list[dict[str, Any]]:
     """Per labkit drafter: alpha (median over k of the alpha that explains its mean accepted length) and c
     (median measured cost ratio), the speedup labkit.measure.theory predicts for k = 0..k_max, and what was measured."""
-    rows = [r for r in rows if r.get("decoding", "greedy") == "greedy"]  # alpha^i holds for greedy acceptance
+    # alpha^i holds for greedy acceptance at one k: sampled rows and dynamic-k rows stay out
+    rows = [r for r in rows if r.get("decoding", "greedy") == "greedy" and not r.get("policy")]
     plain = {r["category"]: r["tok_s"] for r in rows if r["engine"] == "labkit" and r["method"] == "plain"}
     out = []
     for name in dict.fromkeys(r["method"] for r in rows if r["engine"] == "labkit" and r["k"] > 0):
@@ -442,6 +465,9 @@ def run_bench(s: BenchSettings, out_dir: str | Path | None = None, workload: Wor
     w = workload or load_workload(s)
     first = next(iter(w.prompts.values()))[0]
     threads = set_threads(s.threads, _forward_probe(w.target, first))
+    context = min(100, min(int(x.numel()) for v in w.prompts.values() for x in v))  # fits the tiny models too
+    # measured before the runs: the header prints it and the "auto" draft-length policy decides with it
+    w.verify_cost = verify_cost_curve(w.target, VERIFY_KS, context=context, repeats=2 if s.quick else 5)
     methods = build_runners(s, w, plan(s, w))
     runs = measure(s, w, methods)
     cats = list(w.prompts)
@@ -449,8 +475,7 @@ def run_bench(s: BenchSettings, out_dir: str | Path | None = None, workload: Wor
     wbytes = weight_bytes(w.target.model)
     add_roofline(rows, wbytes)
     meta = _meta(s, w, threads, wbytes)
-    context = min(100, min(int(x.numel()) for v in w.prompts.values() for x in v))  # fits the tiny models too
-    meta["verify_cost"] = verify_cost_curve(w.target, VERIFY_KS, context=context, repeats=2 if s.quick else 5)
+    meta["verify_cost"] = w.verify_cost
     result = {"meta": meta, "rows": rows, "theory": theory_curves(rows, max(s.ks)),
               "skipped": w.skipped, "runs": [{k: v for k, v in r.items() if k != "tokens"} for r in runs]}
     if out_dir is not None:
@@ -498,6 +523,10 @@ def _csv_strs(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+def _csv_policies(text: str) -> tuple[str, ...]:
+    return () if text.strip() == "none" else _csv_strs(text)
+
+
 def _csv_specs(text: str) -> tuple[str, ...]:
     """Specs with their own ks: "ngram@4,8,16,mtp@2,4" -> ("ngram@4,8,16", "mtp@2,4")."""
     out: list[str] = []
@@ -515,7 +544,7 @@ def settings_from_args(a: argparse.Namespace) -> BenchSettings:
     if a.quick:
         over = {"progress": not a.no_progress, "cache": a.cache, "compile_mode": a.compile,
                 "temperature": a.temperature, "top_k": a.top_k, "top_p": a.top_p}
-        for name in ("ks", "repeats", "max_new_tokens", "drafters", "hf_modes", "categories"):
+        for name in ("ks", "policies", "repeats", "max_new_tokens", "drafters", "hf_modes", "categories"):
             v = getattr(a, name)
             if v is not None:
                 over[name] = v
@@ -524,7 +553,7 @@ def settings_from_args(a: argparse.Namespace) -> BenchSettings:
                       early_exit_layers=a.early_exit_layers, prompts_per_category=a.prompts_per_category,
                       cache=a.cache, compile_mode=a.compile, seed=a.seed, progress=not a.no_progress,
                       temperature=a.temperature, top_k=a.top_k, top_p=a.top_p)
-    for name in ("ks", "repeats", "max_new_tokens", "drafters", "hf_modes", "categories"):
+    for name in ("ks", "policies", "repeats", "max_new_tokens", "drafters", "hf_modes", "categories"):
         v = getattr(a, name)
         if v is not None:
             setattr(s, name, v)
@@ -539,6 +568,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
     s = settings_from_args(a)
     if any(not 0 <= k <= 32 for k in s.ks):
         raise ValueError(f"ks: every k must be in 0..32, got {list(s.ks)}")
+    if unknown := [p for p in s.policies if p not in POLICIES]:
+        raise ValueError(f"policies: unknown {', '.join(unknown)}; choose from {', '.join(POLICIES)} (or none)")
     if s.temperature < 0 or (s.top_k is not None and s.top_k < 1) or (s.top_p is not None and not 0 < s.top_p <= 1):
         raise ValueError("sampling: need --temperature >= 0, --top-k >= 1, --top-p in (0, 1] (Gemma: 1.0, 64, 0.95)")
     hf_logging.set_verbosity_error()  # transformers' assisted modes warn about their own internal calls
@@ -561,6 +592,9 @@ def register_cli(sub: Any) -> None:
                    help="labkit drafter specs, comma-separated (default: ngram,early-exit,mtp; also draft-model, "
                         "synthetic:A, early-exit:L); a spec may carry its own ks: ngram@4,8,16,mtp@2,4")
     p.add_argument("--ks", type=_csv_ints, default=None, help="draft lengths, e.g. 0,1,2,4,8,16 (0 = plain)")
+    p.add_argument("--policies", type=_csv_policies, default=None,
+                   help="dynamic draft length per labkit drafter, at most its largest k: auto (cost model with the "
+                        "measured verify cost; default), heuristic, confidence, or none")
     p.add_argument("--hf-modes", type=_csv_specs, default=None,
                    help="transformers modes: greedy,prompt-lookup,early-exit,assistant (own ks as for --drafters)")
     p.add_argument("--categories", type=_csv_strs, default=None, help=f"subset of {','.join(CATEGORIES)}")

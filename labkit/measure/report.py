@@ -9,15 +9,32 @@ import math
 from pathlib import Path
 from typing import Any
 
-CSV_COLUMNS = ("engine", "method", "k", "decoding", "category", "tok_s", "ratio_vs_hf_greedy", "ratio_vs_plain",
-               "tok_s_cpu", "ratio_cpu_vs_hf_greedy", "runs", "new_tokens", "repetition",
+CSV_COLUMNS = ("engine", "method", "k", "policy", "mean_k", "decoding", "category", "tok_s", "ratio_vs_hf_greedy",
+               "ratio_vs_plain", "tok_s_cpu", "ratio_cpu_vs_hf_greedy", "runs", "new_tokens", "repetition",
                "mean_accepted_length", "acceptance_rate", "alpha", "cost_ratio", "per_position_acceptance",
                "same_as_hf_greedy", "weight_gbps", "tokens_per_forward", "target_forward_gbps")
 
 
 def label(r: dict[str, Any]) -> str:
     sampled = r.get("decoding", "greedy") != "greedy"
-    return f"{r['engine']} {r['method']}" + (f" k={r['k']}" if r["k"] else "") + (" sampled" if sampled else "")
+    k = (f" {r['policy']}" + (f" k<={r['k']}" if r["k"] else "")) if r.get("policy") else (f" k={r['k']}" if r["k"]
+                                                                                           else "")
+    return f"{r['engine']} {r['method']}{k}" + (" sampled" if sampled else "")
+
+
+def policy_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Each dynamic draft-length row against the best fixed k of the same drafter and decoding (x labkit plain)."""
+    lines = []
+    overall = [r for r in rows if r["category"] == "all" and r["engine"] == "labkit"]
+    for r in (r for r in overall if r.get("policy") and r.get("ratio_vs_plain")):
+        fixed = [x for x in overall if x["method"] == r["method"] and x.get("decoding") == r.get("decoding")
+                 and not x.get("policy") and x["k"] > 0 and x.get("ratio_vs_plain")]
+        if fixed:
+            best = max(fixed, key=lambda x: x["ratio_vs_plain"])
+            verdict = "at least as fast as" if r["ratio_vs_plain"] >= best["ratio_vs_plain"] else "slower than"
+            lines.append(f"{label(r)}: {r['ratio_vs_plain']:.2f}x plain, {r['mean_k']:.1f} drafted per round on "
+                         f"average; {verdict} the best fixed k ({best['k']}: {best['ratio_vs_plain']:.2f}x)")
+    return lines
 
 
 def _f(x: Any, fmt: str, width: int) -> str:
@@ -66,13 +83,14 @@ def format_table(result: dict[str, Any]) -> str:
                      + _f(r["mean_accepted_length"], ".2f", 8) + _f(acc, ".0f", 7) + ("%" if acc is not None else " ")
                      + _f(r["cost_ratio"], ".3f", 7) + _f(r.get("repetition"), ".2f", 6)
                      + f"{100 * r['same_as_hf_greedy']:>7.0f}%")
+    lines += policy_lines(rows)
     for what, why in result.get("skipped", {}).items():
         lines.append(f"skipped {what}: {why}")
     return "\n".join(lines)
 
 
 def _same(a: dict, b: dict) -> bool:
-    return all(a.get(f) == b.get(f) for f in ("engine", "method", "k", "decoding"))
+    return all(a.get(f) == b.get(f) for f in ("engine", "method", "k", "decoding", "policy"))
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
@@ -107,20 +125,21 @@ def fig_speed(rows: list[dict]) -> Any:
     fig = go.Figure()
     overall = [r for r in rows if r["category"] == "all"]
     ks = sorted({r["k"] for r in overall})
-    for name in dict.fromkeys((r["engine"], r["method"], r.get("decoding", "greedy")) for r in overall):
-        mine = sorted((r for r in overall if (r["engine"], r["method"], r.get("decoding", "greedy")) == name),
-                      key=lambda r: r["k"])
-        flat = len(mine) == 1 and mine[0]["k"] == 0
+    # a dynamic draft length has no one k: drawn flat across, like plain decoding
+    kind = lambda r: (r["engine"], r["method"], r.get("decoding", "greedy"), r.get("policy") or "")  # noqa: E731
+    for name in dict.fromkeys(kind(r) for r in overall):
+        mine = sorted((r for r in overall if kind(r) == name), key=lambda r: r["k"])
+        flat = len(mine) == 1 and (mine[0]["k"] == 0 or bool(name[3]))
         x = [ks[0], ks[-1]] if flat else [r["k"] for r in mine]
         y = [mine[0]["ratio_vs_hf_greedy"]] * 2 if flat else [r["ratio_vs_hf_greedy"] for r in mine]
         rep = [mine[0].get("repetition")] * 2 if flat else [r.get("repetition") for r in mine]
-        words = " ".join(name if name[2] != "greedy" else name[:2])
+        words = " ".join(x for x in (name[0], name[1], name[2] if name[2] != "greedy" else "", name[3]) if x)
         fig.add_trace(go.Scatter(x=x, y=y, name=words, mode="lines" if flat else "lines+markers",
                                  customdata=[-1.0 if v is None else v for v in rep],
                                  hovertemplate="k=%{x}: %{y:.2f}x, repetition %{customdata:.2f}<extra>" + words
                                  + "</extra>",
                                  line={"dash": "dot" if name[0] == "transformers" else
-                                       ("dash" if name[2] != "greedy" else "solid")}))
+                                       ("dashdot" if name[3] else ("dash" if name[2] != "greedy" else "solid"))}))
     fig.update_layout(title="Speed vs k (all categories): ratio to transformers greedy; hover: repetition (share "
                       "of generated 4-grams seen before)", xaxis_title="k", yaxis_title="x transformers greedy")
     return fig
@@ -135,7 +154,8 @@ def fig_positions(rows: list[dict], curves: list[dict]) -> Any:
     fig = go.Figure()
     alphas = {c["drafter"]: c["alpha"] for c in curves}
     for name in dict.fromkeys(r["method"] for r in rows if r["engine"] == "labkit" and r["k"] > 0):
-        mine = [r for r in rows if r["engine"] == "labkit" and r["method"] == name and r["category"] == "all"]
+        mine = [r for r in rows if r["engine"] == "labkit" and r["method"] == name and r["category"] == "all"
+                and not r.get("policy")]
         r = max(mine, key=lambda r: r["k"])
         pos = r["per_position_acceptance"] or []
         fig.add_trace(go.Bar(x=list(range(1, len(pos) + 1)), y=pos, name=f"{name} k={r['k']}"))
