@@ -6,12 +6,15 @@ reader on a busy 2-core box and one on an idle workstation each read what their 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from labkit.threads import cores, load_average
 
 EVEN = 0.05  # |speedup - 1| below this is "about even": run-to-run noise on a CPU is of that order
 COSTLY_VERIFY = 1.5  # T(k+1)/T(1) from which the verify is not "about as cheap as one token" any more
+DRAFT_DIFF = 0.15  # mean k drafted this much (relative) shorter or longer than another's is "shorter" / "longer"
 IMPOSSIBLE_MARGIN = 1.10  # a speedup this much above tokens per verify cannot come from the method itself
 
 
@@ -158,3 +161,68 @@ def explain_verify_cost(ms_by_k: dict[int, float], k: int = 8) -> str:
                        "drafter must get several accepted per round before speculation pays.")
     return head + (" The cost grows almost with k: this processor is compute-bound even for a few tokens (e.g. no "
                    "native bf16), so speculative decoding has little room to pay here.")
+
+
+def _ms_per_round(row: Mapping[str, Any]) -> float:
+    """Decode time of one round: tokens per verify over tokens per second."""
+    return 1e3 * row["tokens_per_verify"] / row["tok_per_s"] if row["tok_per_s"] else float("nan")
+
+
+def _config(row: Mapping[str, Any]) -> str:
+    return str(row.get("config") or row.get("policy") or f"k = {row['k']}")
+
+
+def why_policy_lost(policy: Mapping[str, Any], fixed: Mapping[str, Any]) -> str:
+    """Why a policy's row was slower than a fixed k's, in measured terms: speed = tokens per round / time per round,
+    so it drafted shorter or longer, kept fewer tokens per verify, or paid more per round."""
+    mp, mf = policy["mean_k"], fixed["mean_k"]
+    tp, tf = policy["tokens_per_verify"], fixed["tokens_per_verify"]
+    rp, rf = _ms_per_round(policy), _ms_per_round(fixed)
+    if mp < (1 - DRAFT_DIFF) * mf:
+        drafted = f"it drafted shorter on average ({mp:.1f} tokens a round against {mf:.1f})"
+    elif mp > (1 + DRAFT_DIFF) * mf:
+        drafted = f"it drafted longer on average ({mp:.1f} tokens a round against {mf:.1f})"
+    else:
+        drafted = f"it drafted about as many tokens a round ({mp:.1f} against {mf:.1f})"
+    yields = f"{tp:.2f} tokens per verify against {tf:.2f}"
+    if policy.get("alpha") is not None and fixed.get("alpha") is not None:
+        yields += f" (acceptance {policy['alpha']:.2f} per drafted token against {fixed['alpha']:.2f})"
+    fewer, dearer = tp < (1 - EVEN) * tf, rp > (1 + EVEN) * rf
+    if fewer and dearer:
+        cause = "fewer tokens per round and dearer rounds"
+    elif fewer:
+        cause = "fewer tokens per round" + (", which its cheaper rounds did not make up for" if rp < (1 - EVEN) * rf
+                                            else "")
+    elif dearer:
+        cause = "dearer rounds" + (", which its extra tokens per round did not pay for" if tp > (1 + EVEN) * tf else
+                                   " (the policy's own work per round, such as reading the drafter's probability "
+                                   "after each drafted token, or machine noise)")
+    else:
+        cause = "small differences in both tokens per round and time per round, none large on its own"
+    return f"Why: {drafted}, which gave {yields} at {rp:.1f} ms a round against {rf:.1f} ms: it lost on {cause}."
+
+
+def explain_policy(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Fixed k against draft-length policies (rows as run_sweep / PolicySweep.rows give them: k, policy (None for a
+    fixed k), speedup, tok_per_s, tokens_per_verify, mean_k, alpha, optional config label): which configuration
+    was fastest, by how much against the best fixed k, and, when the policies lost, why in measured terms."""
+    drafting = [r for r in rows if r["k"] > 0]
+    fixed = [r for r in drafting if r.get("policy") is None]
+    policies = [r for r in drafting if r.get("policy") is not None]
+    if not fixed or not policies:
+        raise ValueError("rows: need at least one fixed-k row and one policy row (both with k > 0)")
+    best_fixed = max(fixed, key=lambda r: r["speedup"])
+    best_policy = max(policies, key=lambda r: r["speedup"])
+    fastest = max(drafting, key=lambda r: r["speedup"])
+    gap = best_policy["speedup"] / best_fixed["speedup"] - 1
+    fixed_text = f"the best fixed k = {best_fixed['k']} ({best_fixed['speedup']:.2f}x)"
+    head = f"The fastest configuration was {_config(fastest)}, at {fastest['speedup']:.2f}x plain decoding"
+    if abs(gap) < EVEN:
+        return (f"{head}; the best policy, {_config(best_policy)} ({best_policy['speedup']:.2f}x), came out about even "
+                f"with {fixed_text}: {100 * gap:+.0f}%, within run-to-run noise.")
+    if gap > 0:
+        return (f"{head}, {100 * gap:.0f}% faster than {fixed_text}, drafting {best_policy['mean_k']:.1f} tokens a "
+                f"round on average against {best_fixed['mean_k']:.1f}, with {best_policy['tokens_per_verify']:.2f} "
+                f"tokens per verify against {best_fixed['tokens_per_verify']:.2f}.")
+    return (f"{head}: the best fixed k beat every policy; the best policy, {_config(best_policy)}, reached "
+            f"{best_policy['speedup']:.2f}x, {100 * -gap:.0f}% slower. " + why_policy_lost(best_policy, best_fixed))

@@ -200,6 +200,46 @@ def speed_vs_k(points: Sequence[Mapping[str, Any]] = (), alpha: float | None = N
     return fig
 
 
+def _label(row: Mapping[str, Any]) -> str:
+    return str(row.get("config") or row.get("policy") or f"k = {row['k']}")
+
+
+def policy_speedups(rows: Sequence[Mapping[str, Any]] = (),
+                    title: str = "Fixed k or a policy: speedup over plain decoding") -> go.Figure:
+    """One bar per configuration (``rows`` from run_sweep, with an optional "config" label; k = 0 rows are the
+    baseline line at 1): its speedup, with tokens per verify and the mean k drafted per round written on it."""
+    fig = _fig(title, "configuration", "speedup over plain decoding")
+    fig.add_hline(y=1, line=dict(color="#999", width=1, dash="dot"))
+    pts = [r for r in rows if r["k"] > 0]
+    fig.add_bar(x=[_label(r) for r in pts], y=[r["speedup"] for r in pts],
+                marker_color=[COLORS["plain"] if r.get("policy") is None else COLORS["bonus"] for r in pts],
+                text=[f"{r['speedup']:.2f}x<br>{r['tokens_per_verify']:.2f} tok/verify<br>mean k {r['mean_k']:.1f}"
+                      for r in pts], textposition="auto",
+                customdata=[[r["tokens_per_verify"], r["mean_k"]] for r in pts],
+                hovertemplate="%{x}: %{y:.2f}x, %{customdata[0]:.2f} tokens/verify, mean k drafted "
+                              "%{customdata[1]:.2f}<extra></extra>")
+    return fig
+
+
+def drafted_k_per_round(results: Mapping[str, GenerationResult] | None = None,
+                        title: str = "Tokens drafted per round (first prompt)") -> go.Figure:
+    """Per configuration, over the rounds of one generation: k asked of the drafter (dashed) and tokens it
+    actually drafted (solid; fewer when a confidence stop or an empty lookup cut the draft)."""
+    fig = _fig(title, "round", "draft tokens", yaxis_rangemode="tozero")
+    palette = [COLORS["plain"], COLORS["bonus"], COLORS["accepted"], COLORS["replacement"], COLORS["draft"],
+               COLORS["rejected"]]
+    for i, (name, res) in enumerate((results or {}).items()):
+        color, x = palette[i % len(palette)], [r.index for r in res.rounds]
+        fig.add_scatter(x=x, y=[len(r.drafted) for r in res.rounds], mode="lines+markers", name=f"{name}: drafted",
+                        line=dict(color=color), marker=dict(size=5), legendgroup=name,
+                        customdata=[r.draft_reason for r in res.rounds],
+                        hovertemplate="round %{x}: %{y} drafted (%{customdata})<extra>" + name + "</extra>")
+        fig.add_scatter(x=x, y=[r.k_requested for r in res.rounds], mode="lines", name=f"{name}: asked",
+                        line=dict(color=color, dash="dash", width=1), legendgroup=name,
+                        hovertemplate="round %{x}: k asked %{y}<extra>" + name + "</extra>")
+    return fig
+
+
 def repetition_bars(shares: Mapping[str, float], n: int = 4,
                     title: str = "Repetition: share of generated 4-grams seen before") -> go.Figure:
     """One bar per run (``shares`` from labkit.measure.text.repetition): how much of the output copies earlier text,

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import anywidget
@@ -405,6 +405,62 @@ class SpeedSweep(BackgroundRun):
             self.fig.data = []
             self.fig.add_traces(list(fresh.data))
             self.fig.layout = fresh.layout
+
+
+class PolicySweep(BackgroundRun):
+    """Fixed k against draft-length policies, measured live: plain decoding first (the baseline), then each
+    configuration ({label: int k or policy}) through the one sweep runner. After each, two figures redraw: the
+    speedup per configuration (with tokens per verify and mean k drafted), and the k asked / tokens drafted per round
+    of the first prompt, where a policy is seen to move. Runs in a thread; Stop works; ``.rows`` afterwards."""
+
+    def __init__(self, target: Any, drafter: Any, configs: Mapping[str, Any], prompts: Sequence[Any],
+                 max_new_tokens: int = 48, repeats: int = 1, title: str = "fixed k or a policy", **gen: Any):
+        if not configs:
+            raise ValueError("configs: give at least one {label: k or policy}, e.g. {'k = 4': 4, 'auto': 'auto'}")
+        from labkit.core.draft_length import as_policy
+
+        if "plain" in configs:
+            raise ValueError("configs: 'plain' is the baseline's label (measured anyway); name it otherwise")
+        if bad := [label for label, k in configs.items() if as_policy(k).k_max == 0]:
+            raise ValueError(f"configs: {', '.join(bad)} draft nothing (k = 0); plain decoding is measured anyway")
+        self.target, self.drafter, self.configs = target, drafter, dict(configs)
+        self.prompts, self.max_new_tokens, self.repeats, self.gen = list(prompts), max_new_tokens, repeats, gen
+        self.rows: list[dict[str, Any]] = []  # one per configuration measured, plain decoding first
+        self.results: dict[str, list[GenerationResult]] = {}
+        self.fig_speed = go.FigureWidget(figures.policy_speedups())
+        self.fig_k = go.FigureWidget(figures.drafted_k_per_round())
+        super().__init__([self.fig_speed, self.fig_k], title=title)
+
+    def run(self) -> PolicySweep:
+        return self.start(lambda me: me._work())  # type: ignore[arg-type]
+
+    def _work(self) -> None:
+        from labkit.measure.sweep import run_sweep
+
+        todo = {"plain": (None, 0), **{label: (self.drafter, k) for label, k in self.configs.items()}}
+        for i, (label, (drafter, k)) in enumerate(todo.items()):
+            self.check()
+            self.status(f"measuring {html.escape(label)} …")
+            row = run_sweep(self.target, {label: drafter}, [k], self.prompts, max_new_tokens=self.max_new_tokens,
+                            repeats=self.repeats, base=self.results.get("plain"), hooks=[self.check],
+                            warmup=i < 2, **self.gen)[0]
+            self.results[label] = row.pop("results")
+            self.rows.append({"config": label, **row})
+            self.redraw()
+            self.status(f"{html.escape(label)}: {row['speedup']:.2f}× ({row['tokens_per_verify']:.2f} tokens/verify, "
+                        f"mean k {row['mean_k']:.1f})")
+
+    def first_prompt(self) -> dict[str, GenerationResult]:
+        """Each drafting configuration's run on the first prompt (first repeat): the rounds the k figure shows."""
+        return {label: rs[0] for label, rs in self.results.items() if label != "plain" and rs}
+
+    def redraw(self) -> None:
+        for widget, fresh in ((self.fig_speed, figures.policy_speedups(self.rows)),
+                              (self.fig_k, figures.drafted_k_per_round(self.first_prompt()))):
+            with widget.batch_update():
+                widget.data = []
+                widget.add_traces(list(fresh.data))
+                widget.layout = fresh.layout
 
 
 class TrainingMonitor(W.VBox):

@@ -56,8 +56,9 @@ def run_side_by_side(runners: Mapping[str, Runner], prompts: Mapping[str, Sequen
     return records
 
 
-def labkit_runner(target: Any, drafter: Any, k: int, hooks: Sequence[Callable] = (), **gen: Any) -> Runner:
-    """A runner for ``SpeculativeDecoder(target, drafter, k)``; ``gen`` goes to ``generate`` (temperature, seed...)."""
+def labkit_runner(target: Any, drafter: Any, k: Any, hooks: Sequence[Callable] = (), **gen: Any) -> Runner:
+    """A runner for ``SpeculativeDecoder(target, drafter, k)`` (k: an int, "auto" or a draft-length policy);
+    ``gen`` goes to ``generate`` (temperature, seed...)."""
     from labkit.core.engine import SpeculativeDecoder
 
     dec = SpeculativeDecoder(target, drafter, k=k if drafter is not None else 0, hooks=list(hooks))
@@ -69,29 +70,52 @@ def labkit_runner(target: Any, drafter: Any, k: int, hooks: Sequence[Callable] =
     return run
 
 
-def run_sweep(target: Any, drafters: Mapping[str, Any], ks: Sequence[int], prompts: Sequence[Any],
+def _draft_lengths(ks: Sequence[Any]) -> dict[str, tuple[int, Any]]:
+    """{label: (k, what the decoder gets)} for ints k > 0 and policies ("auto" or objects; FixedK counts as its k)."""
+    from labkit.core.draft_length import FixedK, as_policy
+
+    out: dict[str, tuple[int, Any]] = {}
+    for k in ks:
+        policy = as_policy(k)  # a one-line error for anything that is neither
+        if isinstance(policy, FixedK):
+            if policy.k_max > 0:
+                out[f"k={policy.k_max}"] = (policy.k_max, policy.k_max)
+        else:
+            label = repr(policy)
+            while label in out:  # two policies with one repr (e.g. different verify curves) stay two rows
+                label += "'"
+            out[label] = (policy.k_max, policy)
+    return out
+
+
+def run_sweep(target: Any, drafters: Mapping[str, Any], ks: Sequence[Any], prompts: Sequence[Any],
               max_new_tokens: int = 48, repeats: int = 1, seed: int = 0, shuffle: bool = True,
               base: Sequence[GenerationResult] | None = None, hooks: Sequence[Callable] = (),
               on_run: Callable[[dict[str, Any]], None] | None = None, warmup: bool = True,
               **gen: Any) -> list[dict[str, Any]]:
-    """Plain decoding and each drafter x k on the same prompts, side by side; one row per configuration.
+    """Plain decoding and each drafter x draft length on the same prompts, side by side; one row per configuration.
 
-    ``drafters`` maps a name to a drafter, or to None for plain decoding (k = 0). Speedups divide by the plain
-    configuration's speed, or by ``base`` (results measured earlier) when there is none. Rows: drafter, k,
-    tok_per_s (median over repeats of decode tokens/s pooled over prompts), speedup, tokens_per_verify,
-    acceptance (alpha, see ``estimate_alpha_c``), acceptance_rate, c, repetition, results.
+    ``drafters`` maps a name to a drafter, or to None for plain decoding (k = 0). ``ks`` holds ints and draft-length
+    policies (labkit.core.draft_length, or "auto"); a policy's row has k = its k_max and policy = its repr (None
+    for a fixed k). Speedups divide by the plain configuration's speed, or by ``base`` (results measured earlier)
+    when there is none. Rows: drafter, k, policy, tok_per_s (median over repeats of decode tokens/s pooled over
+    prompts), speedup, tokens_per_verify, mean_k (tokens drafted per round), acceptance (alpha, see
+    ``estimate_alpha_c``), acceptance_rate, c, repetition, results.
     """
-    configs = {f"{name}/k={k}": (name, k) for name, d in drafters.items()
-               for k in ([0] if d is None else [k for k in ks if k > 0])}
-    runners = {label: labkit_runner(target, drafters[name], k, hooks, **gen) for label, (name, k) in configs.items()}
+    lengths = _draft_lengths(ks)
+    configs = {f"{name}/k=0" if d is None else f"{name}/{label}": (name, (0, 0) if d is None else lengths[label])
+               for name, d in drafters.items() for label in (["k=0"] if d is None else lengths)}
+    runners = {label: labkit_runner(target, drafters[name], how, hooks, **gen)
+               for label, (name, (_, how)) in configs.items()}
     records = run_side_by_side(runners, {"": list(prompts)}, max_new_tokens, repeats, seed, shuffle,
                                8 if warmup else 0, getattr(target, "device", "cpu"), on_run)
     runs = {label: [[r["result"] for r in records if r["config"] == label and r["repeat"] == rep]
                     for rep in range(repeats)] for label in configs}
-    plain = [label for label, (_, k) in configs.items() if k == 0]
+    plain = [label for label, (_, (k, _)) in configs.items() if k == 0]
     base_runs = runs[plain[0]] if plain else base
     return [{"drafter": name, **sweep_point(k, runs[label], base_runs),
-             "results": [r for rs in runs[label] for r in rs]} for label, (name, k) in configs.items()]
+             "policy": None if isinstance(how, int) else repr(how),
+             "results": [r for rs in runs[label] for r in rs]} for label, (name, (k, how)) in configs.items()]
 
 
 # ----------------------------------------------------------------------------------------------- summarizing
@@ -148,6 +172,7 @@ def sweep_point(k: int, runs: Sequence[Any], base: Sequence[Any] | None) -> dict
     drafted = sum(r.stats.drafted for r in flat)
     return {"k": k, "tok_per_s": tps, "speedup": tps / base_tps if base_tps else float("nan"),
             "tokens_per_verify": sum(len(r.token_ids) for r in flat) / rounds if rounds else 0.0,
+            "mean_k": drafted / rounds if rounds else 0.0,
             "alpha": alpha, "acceptance_rate": sum(r.stats.accepted for r in flat) / drafted if drafted else None,
             "c": c, "repetition": statistics.fmean(repetition(r.prompt_ids, r.token_ids) for r in flat)}
 
