@@ -182,7 +182,8 @@ def test_policy_rows_from_a_real_sweep_make_a_sentence(pair):
     rows = run_sweep(target, {"plain": None, "dm": DraftModelDrafter(draft)}, [3, Heuristic(2, 6)], PROMPTS[:1],
                      max_new_tokens=12, warmup=False)
     text = explain_policy(rows)
-    assert text.startswith("The fastest configuration was ") and "best fixed k = 3" in text
+    # which branch speaks depends on timing; every branch names the fixed k (as the fastest or as the reference)
+    assert text.startswith("The fastest configuration was ") and "k = 3" in text
     # the engine's own check that greedy stays plain greedy under the policy used here
     assert SpeculativeDecoder(target, DraftModelDrafter(draft), k=Heuristic(2, 6)).generate(
         PROMPTS[0], 12).token_ids == rows[0]["results"][0].token_ids

@@ -7,10 +7,10 @@ drafter meets at decoding time. Batches alternate greedy and sampled continuatio
 benchmark sees, sampled text (T = 0.5, 0.7, 1.0) adds variety.
 
 Every generation step records, for each new position: the token, the target's last hidden state, the K/V of the
-layers an MTP head reads (in the cache at the end) and the target's top-8 next-token probabilities. Training unrolls
+layers an MTP head reads (in the cache at the end) and the target's top-32 next-token probabilities. Training unrolls
 the head ``--unroll`` steps from every position at once (teacher forcing: step j reads the data token, which is what
 an accepted draft is), feeding its own predicted hidden state forward as it does when drafting. Loss per step:
-cross-entropy to the target's top-8 distribution restricted to the candidates (the reduced vocabulary plus the
+cross-entropy to the target's top-``distill_top`` distribution over the candidates (the reduced vocabulary plus the
 tokens already in the context, as when drafting), plus a regression of the predicted hidden state onto the
 target's real one.
 
@@ -50,22 +50,22 @@ TOP = 32  # target probabilities stored per position; training distils on the fi
 class TrainConfig:
     target: str = "gemma3-270m"
     out: str = "mtp-run"
-    steps: int = 600
+    steps: int = 700  # defaults = the recipe of the shipped head (labkit/data/MODEL_CARD.md)
     seed: int = 0
     dtype: str = "bf16"  # of the target while generating data; the head trains in fp32
-    data_batches: int = 4
+    data_batches: int = 37  # shards of batch_size sequences: 37 x 64 x 129 = 305k labelled positions
     batch_size: int = 64  # sequences generated in parallel
     new_tokens: int = 128
     temperatures: tuple[float, ...] = (0.0, 0.7, 1.0, 0.5)  # cycled over data batches
     heldout_tokens: int = 96
-    distill_top: int = 8  # the target's top-n probabilities the loss distils on (data keeps TOP = 32)
+    distill_top: int = 32  # the target's top-n probabilities the loss distils on (data keeps TOP = 32)
     greedy_prefix: int = 8  # greedy shards: each row samples its first 0..greedy_prefix new tokens at T = 1
     vocab: int = 4096  # reduced vocabulary: the most frequent tokens of the generated text (+ context tokens)
     layers: int = 2
     hidden: int | None = None  # head width (default: the target's)
     intermediate: int | None = None
     unroll: int = 3
-    train_batch: int = 4  # sequences per optimizer step (every position of each is a query)
+    train_batch: int = 8  # sequences per optimizer step (every position of each is a query)
     lr: float = 2e-3
     warmup: int = 30
     reg_weight: float = 0.5
