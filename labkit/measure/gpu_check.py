@@ -279,7 +279,8 @@ def bench_table(rep: Report, args: argparse.Namespace, target: Any, assistant: A
     drafted = ",".join(str(k) for k in ks if k)
     s = BenchSettings(model="random", device=str(device), drafters=("ngram", f"synthetic:0.8@{max(ks)}",
                       f"assistant@{drafted}", f"mtp@{drafted}"),
-                      ks=ks, hf_modes=("greedy", "prompt-lookup", f"assistant@{max(ks)}"), categories=CATEGORIES,
+                      ks=ks, policies=(),  # fixed k only: its report compares k against k
+                      hf_modes=("greedy", "prompt-lookup", f"assistant@{max(ks)}"), categories=CATEGORIES,
                       prompts_per_category=1, max_new_tokens=args.max_new_tokens, repeats=args.repeats,
                       threads=torch.get_num_threads(), progress=False,
                       quick=True)  # quick: "mtp" is a random head for this target (no shipped weights fit it)
@@ -405,7 +406,7 @@ def real_bench(rep: Report, args: argparse.Namespace, device: torch.device) -> d
 
     target, assistant = load_real_pair(device)
     rep.info("real pair loaded", f"{REAL_TARGET} + {REAL_ASSISTANT}, {target.dtype}, {target.load_seconds:.0f}s")
-    s = BenchSettings(model=REAL_TARGET, device=str(device), drafters=("assistant@4",), ks=(0, 4),
+    s = BenchSettings(model=REAL_TARGET, device=str(device), drafters=("assistant@4",), ks=(0, 4), policies=(),
                       hf_modes=("greedy", "assistant@4"), categories=ALL, prompts_per_category=1,
                       max_new_tokens=64, repeats=1, threads=torch.get_num_threads(), progress=False)
     w = Workload(target, _prompt_ids(target, s), assistant.model)
