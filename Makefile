@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 LAB_ARGS := $(if $(SUDO),,--allow-root)
 
-.PHONY: setup prepare lab test lint clean
+.PHONY: setup prepare lab test lint clean llama-server
 
 # torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build (here 2.13.0 is a CPU wheel on disk).
 $(STAMP): pyproject.toml
@@ -36,12 +36,17 @@ lint: $(STAMP)
 /usr/bin/chromium:
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium
 
+# llama.cpp's server, built once per machine from the llama-cpp-python sdist (cached in labkit's cache folder):
+# the engine tests and `labkit bench --engines llama.cpp` run it for real.
+llama-server: $(STAMP)
+	$(BIN)/labkit llama-server build --no-progress
+
 # Notebooks run under nbval (outputs compared after sanitizing; LABKIT_CI=1 shrinks heavy cells, never skips them).
 NBVAL_ARGS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
 # Exit 5 means pytest collected nothing: treat it as a failure, never as a pass.
-test: setup lint /usr/bin/chromium
-	LABKIT_CI=1 LABKIT_BROWSER_REQUIRED=1 $(BIN)/python -m pytest tests notebooks $(NBVAL_ARGS) $(PYTEST_ARGS); \
+test: setup lint /usr/bin/chromium llama-server
+	LABKIT_CI=1 LABKIT_BROWSER_REQUIRED=1 LABKIT_LLAMA_REQUIRED=1 $(BIN)/python -m pytest tests notebooks $(NBVAL_ARGS) $(PYTEST_ARGS); \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest ran no tests" >&2; exit 1; fi; exit $$rc
 
 clean:

@@ -310,9 +310,9 @@ def demo_rows(target: Any, ks: list[int], max_new_tokens: int, repeats: int, dra
     rows = run_sweep(target, drafters, ks, prompts, max_new_tokens=max_new_tokens, repeats=repeats,
                      on_run=lambda _: bar.update())
     bar.close()
-    return [{"drafter": r["drafter"], "k": r["k"], "tok_per_s": r["tok_per_s"], "speedup": r["speedup"],
-             "mean_accepted_length": r["tokens_per_verify"], "acceptance_rate": r["acceptance_rate"] or 0.0,
-             "repetition": r["repetition"]} for r in rows]
+    keep = ("drafter", "k", "decode_tok_s", "speedup", "tokens_per_verify", "mean_acceptance_length",
+            "draft_acceptance_rate", "alpha", "draft_cost", "repetition")
+    return [{key: r[key] for key in keep} for r in rows]
 
 
 def demo_estimate(target: Any, n_runs: int, max_new_tokens: int) -> float:
@@ -342,9 +342,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
               f"({threads} thread(s){'' if args.full else '; --full for the long version'})", file=sys.stderr)
     rows = demo_rows(target, ks, max_new, repeats, args.drafter, progress=not args.json)
     problems = [f"k={r['k']}: {p}" for r in rows if r["k"] > 0
-                and (p := measurement_problem(r["speedup"], r["mean_accepted_length"]))]
+                and (p := measurement_problem(r["speedup"], r["tokens_per_verify"]))]
     best = max(rows, key=lambda r: r["speedup"])
-    summary = explain_speed(outcome_now(speedup=best["speedup"], tokens_per_verify=best["mean_accepted_length"],
+    summary = explain_speed(outcome_now(speedup=best["speedup"], tokens_per_verify=best["tokens_per_verify"],
                                         k=best["k"]), what=f"{args.drafter} at k = {best['k']}") if best["k"] else (
         "No draft length beat plain decoding in this run.")
     if args.json:
@@ -353,11 +353,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.model} ({target.dtype}, {target.device}, {threads} thread(s)), {max_new} new tokens, greedy, "
           f"median of {repeats} x {len(DEMO_PROMPTS)} prompts")
-    print(f"{'drafter':<12}{'k':>4}{'tok/s':>10}{'speedup':>10}{'tokens/verify':>15}{'accept':>9}{'rep4':>7}")
+    print(f"{'drafter':<12}{'k':>4}{'decode tok/s':>14}{'speedup':>10}{'tokens/verify':>15}{'accept rate':>13}"
+          f"{'rep4':>7}")
     for r in rows:
         rep = f"{100 * r['repetition']:>6.0f}%" if r.get("repetition") is not None else f"{'-':>7}"
-        print(f"{r['drafter']:<12}{r['k']:>4}{r['tok_per_s']:>10.1f}{r['speedup']:>9.2f}x"
-              f"{r['mean_accepted_length']:>15.2f}{100 * r['acceptance_rate']:>8.0f}%{rep}")
+        acc = r["draft_acceptance_rate"]
+        print(f"{r['drafter']:<12}{r['k']:>4}{r['decode_tok_s']:>14.1f}{r['speedup']:>9.2f}x"
+              f"{r['tokens_per_verify']:>15.2f}" + (f"{100 * acc:>12.0f}%" if acc is not None else f"{'-':>13}") + rep)
     for p in problems:
         print(f"warning: {p}")
     print(summary)
@@ -405,7 +407,8 @@ def _load_extras() -> None:
     import importlib
 
     _EXTRA.clear()  # main() may run more than once in a process (tests)
-    for mod in ("labkit.measure.bench", "labkit.training.train_mtp", "labkit.measure.doctor"):
+    for mod in ("labkit.measure.bench", "labkit.training.train_mtp", "labkit.measure.doctor",
+                "labkit.engines.llama_cpp"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:
@@ -433,7 +436,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (ValueError, RuntimeError) as e:
         load = sys.modules.get("labkit.models.load")  # imported by then whenever a model was asked for
-        if isinstance(e, RuntimeError) and not (load and isinstance(e, load.ModelNotAvailableError)):
+        engines = sys.modules.get("labkit.engines.base")  # imported by then whenever an engine ran
+        if isinstance(e, RuntimeError) and not (load and isinstance(e, load.ModelNotAvailableError)) and not (
+                engines and isinstance(e, engines.EngineError)):
             raise
         print(f"labkit: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
+import time
 from collections.abc import Callable
 
 import torch
@@ -38,8 +39,9 @@ def env_threads() -> int | None:
 
 
 def default_threads(load: float | None = None, n_cores: int | None = None) -> int:
-    """Threads to use without measuring: $LABKIT_THREADS, else the cores other work leaves free (at least 1, at
-    most 8). ``load`` and ``n_cores`` default to this machine's (arguments for tests)."""
+    """Threads from the load average alone, without measuring: $LABKIT_THREADS, else the cores other work leaves free
+    (at least 1, at most 8). It lags a minute behind the machine; labkit itself uses ``choose_threads``. ``load``
+    and ``n_cores`` default to this machine's (arguments for tests)."""
     env = env_threads()
     if env is not None:
         return env
@@ -67,18 +69,53 @@ def fastest_threads(probe: Callable[[], float], candidates: list[int] | None = N
     return min(medians, key=medians.get), medians
 
 
+_CHOSEN: dict[str, tuple[float, int, dict[int, float]]] = {}  # "probe" -> (when, threads, medians)
+CHOICE_TTL_S = 60.0  # a choice this fresh is reused: the CLI, the notebook set-up and the doctor agree within it
+
+
+def matvec_probe(megabytes: int = 16, repeats: int = 12) -> Callable[[], float]:
+    """Seconds of a few one-row bf16 matrix products over ``megabytes`` of weights: the shape of a decoding step
+    (memory-bound, one barrier per product), without loading a model."""
+    cols = megabytes * 2**20 // (2 * 2048)
+    w = torch.randn(2048, cols).to(torch.bfloat16)
+    x = torch.randn(1, 2048).to(torch.bfloat16)
+
+    def probe() -> float:
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            x @ w
+        return time.perf_counter() - t0
+
+    probe()  # first call: allocation and kernel selection
+    return probe
+
+
+def choose_threads(probe: Callable[[], float] | None = None, refresh: bool = False) -> tuple[int, dict[int, float]]:
+    """The thread count labkit uses: $LABKIT_THREADS, else the faster of 1 and all cores by a short interleaved
+    probe (``probe``; default ``matvec_probe``), measured now rather than read from the load average, which lags by
+    a minute. The default probe's choice is cached for CHOICE_TTL_S so every caller in a session agrees."""
+    env = env_threads()
+    if env is not None:
+        return env, {}
+    if cores() == 1:
+        return 1, {}
+    now = time.monotonic()
+    if probe is None and not refresh and "probe" in _CHOSEN and now - _CHOSEN["probe"][0] < CHOICE_TTL_S:
+        return _CHOSEN["probe"][1], _CHOSEN["probe"][2]
+    best, medians = fastest_threads(probe or matvec_probe(), rounds=5)
+    if probe is None:
+        _CHOSEN["probe"] = (now, best, medians)
+    return best, medians
+
+
 def set_threads(threads: str | int | None = "auto", probe: Callable[[], float] | None = None) -> int:
-    """Set torch's intra-op threads and return the count: a number as given; "auto"/None = $LABKIT_THREADS, else
-    the faster of 1 and all cores by ``probe`` when one is given, else `default_threads()` (free cores)."""
+    """Set torch's intra-op threads and return the count: a number as given; "auto"/None = ``choose_threads``
+    ($LABKIT_THREADS, else a short probe of 1 against all cores)."""
     if threads not in ("auto", None):
         n = int(threads)
         if n < 1:
             raise ValueError(f"threads: must be a positive integer or 'auto', got {threads!r}")
-    elif env_threads() is not None:
-        n = env_threads()
-    elif probe is not None and cores() > 1:
-        n = fastest_threads(probe)[0]
     else:
-        n = default_threads()
+        n = choose_threads(probe)[0]
     torch.set_num_threads(n)
     return n

@@ -4,6 +4,12 @@
     .venv/bin/python notebooks/build.py 03 05      # the ones whose name starts with 03 or 05
     .venv/bin/python notebooks/build.py --no-run   # convert only
     .venv/bin/python notebooks/build.py --markdown-only 07   # prose edits: keep the executed code cells
+    .venv/bin/python notebooks/build.py --allow-busy 06      # build on a busy machine, with a warning inside
+
+Committed outputs come from a quiet machine: before each notebook the build waits (up to ``--wait`` seconds) for
+the 1-minute load average to fall below LOAD_PER_CORE x cores, and refuses otherwise; ``--allow-busy`` builds
+anyway and writes a visible warning into the notebook's first output. The first cell prints the run's record
+(machine, load average, threads, date); the build stores the load it saw in the notebook's metadata.
 
 Sources are the place to edit: plain Python files diff and review well; the committed .ipynb carry executed
 outputs (nbval compares against them) without widget state (it is megabytes of JavaScript per FigureWidget).
@@ -15,6 +21,8 @@ shares (Colab install, widgets, device), kept once in ``src/_first_cell.py``.
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 import sys
 import time
@@ -28,6 +36,24 @@ FIRST_CELL = "# %% labkit-first-cell"
 MARK = re.compile(r"^# %%(?P<md> \[markdown\])?(?:\s+tags=(?P<tags>\[.*\]))?\s*$")
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+LOAD_PER_CORE = 0.3  # a quiet machine: other work keeps less than a third of each core busy
+
+
+def quiet_threshold() -> float:
+    return LOAD_PER_CORE * (os.cpu_count() or 1)
+
+
+def wait_for_quiet(max_wait: float) -> float:
+    """Wait until the 1-minute load average is under the threshold (other jobs, or the last notebook, settling);
+    returns the load average it ended at."""
+    t0 = time.monotonic()
+    while True:
+        load = os.getloadavg()[0]
+        if load < quiet_threshold() or time.monotonic() - t0 >= max_wait:
+            return load
+        print(f"  waiting for a quiet machine: load average {load:.2f} (needs < {quiet_threshold():.2f})",
+              flush=True)
+        time.sleep(10)
 
 
 def parse(path: Path) -> nbformat.NotebookNode:
@@ -76,17 +102,35 @@ def strip(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def build(src: Path, run: bool = True, timeout: int = 900) -> float:
+class BusyMachine(RuntimeError):
+    pass
+
+
+def build(src: Path, run: bool = True, timeout: int = 900, allow_busy: bool = False, max_wait: float = 300,
+          out_dir: Path = HERE) -> float:
     nb = parse(src)
-    out = HERE / (src.stem + ".ipynb")
+    out = out_dir / (src.stem + ".ipynb")
     seconds = 0.0
     if run:
         from nbclient import NotebookClient
 
+        load = wait_for_quiet(max_wait)
+        busy = load >= quiet_threshold()
+        if busy and not allow_busy:
+            raise BusyMachine(f"{src.stem}: load average {load:.2f} >= {quiet_threshold():.2f} after waiting "
+                              f"{max_wait:.0f} s; committed outputs need a quiet machine (stop other work, or pass "
+                              "--allow-busy to build with a warning in the notebook)")
         t0 = time.perf_counter()
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
                        resources={"metadata": {"path": str(HERE)}}).execute()
         seconds = time.perf_counter() - t0
+        nb.metadata["labkit_build"] = {"load_average_before": math.floor(load * 1000) / 1000, "cores": os.cpu_count(),
+                                       "date": time.strftime("%Y-%m-%d %H:%M"), "seconds": round(seconds)}
+        if busy:
+            first = next(c for c in nb.cells if c.cell_type == "code")
+            first.outputs.insert(0, nbformat.v4.new_output(
+                "stream", name="stderr", text=f"WARNING: built on a busy machine (load average {load:.2f} on "
+                f"{os.cpu_count()} cores): the timings and speed sentences below include waiting for a core.\n"))
     nbformat.write(strip(nb), out)
     return seconds
 
@@ -112,11 +156,17 @@ def main(argv: list[str]) -> int:
                 print(src.stem, "markdown synced" if sync_markdown(src) else "code changed: rebuild it")
         return 0
     run = "--no-run" not in argv
+    allow_busy = "--allow-busy" in argv
+    wait = next((float(a.split("=", 1)[1]) for a in argv if a.startswith("--wait=")), 300.0)
     picks = [a for a in argv if not a.startswith("--")]
     for src in sorted(SRC.glob("[0-9]*.py")):
         if picks and not any(src.stem.startswith(p) for p in picks):
             continue
-        secs = build(src, run)
+        try:
+            secs = build(src, run, allow_busy=allow_busy, max_wait=wait)
+        except BusyMachine as e:
+            print(f"refused: {e}", file=sys.stderr)
+            return 2
         print(f"{src.stem}.ipynb" + (f"  executed in {secs:.0f}s" if run else ""), flush=True)
     return 0
 

@@ -12,4 +12,14 @@ OUT=gpu_check_out
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then OUT=$1; shift; fi
 LIMIT=${GPU_CHECK_TIMEOUT:-300}
 if [ -n "${HF_TOKEN:-}" ]; then LIMIT=$((LIMIT + ${GPU_CHECK_REAL_S:-600})); fi
-exec timeout --signal=INT --kill-after=10 "$LIMIT" "$PY" -m labkit.measure.gpu_check --out "$OUT" "$@"
+rc=0
+timeout --signal=INT --kill-after=10 "$LIMIT" "$PY" -m labkit.measure.gpu_check --out "$OUT" "$@" || rc=$?
+# vLLM section: only where vllm is installed (never on the CPU machine); labkit's server engine reads its counters
+if "$PY" -c "import vllm" 2>/dev/null; then
+  mkdir -p "$OUT"
+  timeout --signal=INT --kill-after=10 "${VLLM_CHECK_TIMEOUT:-420}" "$PY" -m labkit.engines.vllm_check \
+    --out "$OUT/vllm_check.json" || rc=$?
+else
+  echo "vllm not installed: vLLM section skipped"
+fi
+exit $rc

@@ -7,7 +7,8 @@ import statistics
 
 import pytest
 
-from labkit.measure import theory
+from labkit.core import metrics
+from labkit.measure import machine, theory
 from labkit.measure.bench import (
     HF_GREEDY,
     LABKIT_PLAIN,
@@ -56,7 +57,7 @@ def test_files_written_with_expected_rows_and_columns(bench):
         rows = list(reader)
     assert len(rows) == len(result["rows"])
     ngram = next(r for r in rows if r["method"] == "ngram" and r["k"] == "3" and r["category"] == "all")
-    assert len(ngram["per_position_acceptance"].split(";")) <= 3
+    assert len(ngram["acceptance_by_position"].split(";")) <= 3
     page = (out / "bench.html").read_text()
     for title in ("Speed vs k", "Acceptance by draft position", "Theory", "Roofline", "per category"):
         assert title in page
@@ -65,10 +66,11 @@ def test_files_written_with_expected_rows_and_columns(bench):
 
 def test_ratios_are_against_transformers_greedy_of_the_same_category(bench):
     rows = bench[0]["rows"]
-    base = {r["category"]: r["tok_s"] for r in rows if (r["engine"], r["method"]) == ("transformers", "greedy")}
+    base = {r["category"]: r["end_to_end_tok_s"] for r in rows
+            if (r["engine"], r["method"]) == ("transformers", "greedy")}
     for r in rows:
         if r["category"] != "all":
-            assert r["ratio_vs_hf_greedy"] == pytest.approx(r["tok_s"] / base[r["category"]])
+            assert r["ratio_vs_hf_greedy"] == pytest.approx(r["end_to_end_tok_s"] / base[r["category"]])
         else:
             cats = [x["ratio_vs_hf_greedy"] for x in rows if x["category"] in CATS
                     and (x["engine"], x["method"], x["k"], x["policy"]) == (r["engine"], r["method"], r["k"],
@@ -92,11 +94,16 @@ def test_theory_curve_matches_labkit_theory(bench):
     for name, c in curves.items():
         mine = [r for r in result["rows"] if r["method"] == name and r["category"] == "all" and not r["policy"]]
         assert c["alpha"] == pytest.approx(statistics.median(r["alpha"] for r in mine))
-        for r in mine:  # alpha explains the measured mean accepted length at that k
-            assert theory.expected_tokens_per_verify(r["alpha"], r["k"]) == pytest.approx(
-                r["mean_accepted_length"], abs=1e-6)
-        assert [p["speedup"] for p in c["curve"]] == [theory.speedup(c["alpha"], k, c["c"]) for k in range(4)]
-        assert c["best_k"] == theory.best_k(c["alpha"], c["c"], 3)[0]
+        for r in mine:  # alpha is the one estimator (labkit.core.metrics.alpha), pooled over the row's runs
+            runs = [x for x in result["runs"] if x["method"] == f"labkit/{name}/k={r['k']}"]
+            c_pooled = metrics.counts(metrics.Counts(**{k: tuple(v) if isinstance(v, list) else v
+                                                        for k, v in x["counts"].items()}) for x in runs)
+            assert r["alpha"] == pytest.approx(metrics.alpha(c_pooled))
+            assert r["mean_acceptance_length"] == pytest.approx(metrics.mean_acceptance_length(c_pooled))
+        curve = result["meta"]["verify_cost"]
+        assert [p["speedup"] for p in c["curve"]] == [
+            theory.speedup(c["alpha"], k, c["c"], theory.verify_at(curve, k)) for k in range(4)]
+        assert c["best_k"] == theory.best_k(c["alpha"], c["c"], 3, theory.curve_to(curve, 3))[0]
 
 
 def test_table_lists_every_configuration(bench):
@@ -105,33 +112,42 @@ def test_table_lists_every_configuration(bench):
     assert "skipped labkit/bogus" in table
 
 
-def _run(m, cat, rep, seconds, tokens=10, **extra):
+def _run(m, cat, rep, seconds, tokens=10, counts=None):
+    c = counts or metrics.Counts(new_tokens=tokens, runs=1)
     return {"method": m.key, "category": cat, "prompt": 0, "repeat": rep, "seconds": seconds, "new_tokens": tokens,
-            "tokens": [1] * tokens, **extra}
+            "tokens": [1] * tokens, "counts": c, "has_rounds": counts is not None}
 
 
 def test_summarize_takes_medians_over_repeats_and_pools_acceptance():
     ng = Method("labkit", "ngram", 2)
+    plain = metrics.Counts(new_tokens=10, rounds=10, runs=1)
     runs = [_run(HF_GREEDY, "qa", r, s) for r, s in enumerate((1.0, 2.0, 10.0))]  # median 2 s -> 5 tok/s
-    runs += [_run(LABKIT_PLAIN, "qa", r, s) for r, s in enumerate((0.5, 1.0, 0.4))]  # median 0.5 s -> 20 tok/s
-    acc = dict(rounds=4, drafted=8, accepted=4, cost_ratio=0.1, pos_tried=[4, 4], pos_accepted=[3, 1])
-    runs += [_run(ng, "qa", r, 0.25, **acc) for r in range(3)]
+    runs += [_run(LABKIT_PLAIN, "qa", r, s, counts=plain) for r, s in enumerate((0.5, 1.0, 0.4))]  # 20 tok/s
+    # 4 rounds drafting 2 each: 4 of 8 accepted (3 at position 1, 1 at position 2), 3 rejections
+    acc = metrics.Counts(drafts=4, draft_tokens=8, accepted=4, accepted_per_pos=(3, 1), new_tokens=8, rounds=4,
+                         rejections=3, verified_per_pos=(4, 3), drafted_per_pos=(4, 4), draft_seconds=0.01,
+                         verify_seconds=0.2, runs=1)
+    runs += [_run(ng, "qa", r, 0.2, tokens=8, counts=acc) for r in range(3)]
     rows = {r["method"]: r for r in summarize(runs, [HF_GREEDY, LABKIT_PLAIN, ng], ["qa"]) if r["category"] == "qa"}
-    assert rows["greedy"]["tok_s"] == pytest.approx(5.0)
-    assert rows["plain"]["tok_s"] == pytest.approx(20.0) and rows["plain"]["ratio_vs_hf_greedy"] == pytest.approx(4)
+    assert rows["greedy"]["end_to_end_tok_s"] == pytest.approx(5.0)
+    assert rows["plain"]["end_to_end_tok_s"] == pytest.approx(20.0)
+    assert rows["plain"]["ratio_vs_hf_greedy"] == pytest.approx(4)
     assert rows["ngram"]["ratio_vs_hf_greedy"] == pytest.approx(8.0)
-    assert rows["ngram"]["mean_accepted_length"] == pytest.approx(2.0)
-    assert rows["ngram"]["acceptance_rate"] == pytest.approx(0.5)
-    assert rows["ngram"]["per_position_acceptance"] == pytest.approx([0.75, 0.25])
-    assert theory.expected_tokens_per_verify(rows["ngram"]["alpha"], 2) == pytest.approx(2.0, abs=1e-6)
-    assert rows["greedy"]["mean_accepted_length"] is None  # transformers exposes no acceptance counts
+    assert rows["ngram"]["mean_acceptance_length"] == pytest.approx(2.0)
+    assert rows["ngram"]["tokens_per_verify"] == pytest.approx(2.0)
+    assert rows["ngram"]["draft_acceptance_rate"] == pytest.approx(0.5)
+    assert rows["ngram"]["acceptance_by_position"] == pytest.approx([0.75, 0.25])
+    assert rows["ngram"]["conditional_acceptance_by_position"] == pytest.approx([0.75, 1 / 3])
+    assert rows["ngram"]["alpha"] == pytest.approx(4 / 7)
+    assert rows["ngram"]["draft_cost"] == pytest.approx((0.01 / 8) / (0.2 / 4))
+    assert rows["greedy"]["mean_acceptance_length"] is None  # transformers exposes no acceptance counts
     curve = theory_curves(summarize(runs, [HF_GREEDY, LABKIT_PLAIN, ng], ["qa"]), k_max=2)[0]
     assert curve["measured"] == [{"k": 2, "speedup": pytest.approx(2.0)}]  # 40 tok/s over labkit plain's 20
 
 
 def test_roofline_columns():
-    rows = [{"tok_s": 10.0, "k": 0, "mean_accepted_length": None},
-            {"tok_s": 30.0, "k": 4, "mean_accepted_length": 3.0}]
+    rows = [{"end_to_end_tok_s": 10.0, "k": 0, "tokens_per_verify": None},
+            {"end_to_end_tok_s": 30.0, "k": 4, "tokens_per_verify": 3.0}]
     add_roofline(rows, 2_000_000_000)
     assert rows[0]["weight_gbps"] == pytest.approx(20.0) and rows[0]["target_forward_gbps"] == pytest.approx(20.0)
     assert rows[1]["weight_gbps"] == pytest.approx(60.0) and rows[1]["target_forward_gbps"] == pytest.approx(20.0)
@@ -215,9 +231,10 @@ def test_sampled_rows_next_to_greedy_with_repetition_and_verify_cost():
     assert rows[("ngram", 2, "greedy")]["same_as_hf_greedy"] == 1.0  # greedy stays exact
     assert rows[("plain", 0, "sampled")]["same_as_hf_greedy"] < 1.0  # sampling really sampled
     assert rows[("greedy", 0, "greedy")]["repetition"] is not None  # transformers rows carry it too
-    assert sorted(result["meta"]["verify_cost"]) == [1, 2, 4, 8]
+    assert sorted(result["meta"]["verify_cost"]) == sorted(machine.KS)  # the session's one reference
     table = format_table(result)
-    assert "verify cost against a 1-token forward" in table and "labkit ngram k=2 sampled" in table and "rep4" in table
+    assert "verify cost T(n)/T(1)" in table and "interleaved rounds" in table
+    assert "labkit ngram k=2 sampled" in table and "rep4" in table
 
 
 def test_dynamic_draft_length_rows_next_to_fixed_k(bench):
@@ -229,11 +246,11 @@ def test_dynamic_draft_length_rows_next_to_fixed_k(bench):
     auto = [r for r in result["rows"] if r["policy"] == "auto" and r["category"] == "all"]
     assert {r["method"] for r in auto} == {"ngram", "draft-model"}
     for r in auto:
-        assert r["k"] == 3 and 0 < r["mean_k"] <= 3 and r["alpha"] is None  # no single k: no alpha from MAL
+        assert r["k"] == 3 and 0 < r["mean_draft_length"] <= 3 and r["alpha"] is not None  # the MLE needs no single k
         fixed = next(x for x in result["rows"] if x["method"] == r["method"] and x["k"] == 3 and not x["policy"]
                      and x["category"] == "all")
         if r["method"] == "draft-model":  # a draft model always drafts k (less only at the budget's end)
-            assert 2.0 <= fixed["mean_k"] <= 3.0
+            assert 2.0 <= fixed["mean_draft_length"] <= 3.0
     table = format_table(result)
     assert "labkit ngram auto k<=3" in table and "the best fixed k" in table
     assert {c["drafter"] for c in result["theory"]} == {"ngram", "draft-model"}  # dynamic rows stay out of theory

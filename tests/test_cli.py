@@ -43,7 +43,7 @@ def test_demo_json():
     data = json.loads(r.stdout)
     rows = data["rows"]
     assert [row["k"] for row in rows] == [0, 2]
-    assert rows[0]["speedup"] == 1.0 and rows[1]["tok_per_s"] > 0
+    assert rows[0]["speedup"] == 1.0 and rows[1]["decode_tok_s"] > 0
     assert data["threads"] >= 1 and isinstance(data["warnings"], list) and data["summary"]
 
 

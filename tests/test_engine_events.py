@@ -80,12 +80,17 @@ def test_stats_and_dataframe(pair):
     st = out.stats
     drafted = sum(len(r.drafted) for r in out.rounds)
     accepted = sum(r.accepted for r in out.rounds)
-    assert st.drafted == drafted and st.accepted == accepted
-    assert st.acceptance_rate == pytest.approx(accepted / drafted)
-    assert st.mean_accepted_length == pytest.approx((accepted + len(out.rounds)) / len(out.rounds))
-    assert st.per_position_acceptance[0] >= st.per_position_acceptance[-1]
-    assert st.tokens_per_second == pytest.approx(40 / st.seconds)
-    assert st.cost_ratio is not None and st.cost_ratio > 0
+    drafts = sum(len(r.drafted) > 0 for r in out.rounds)
+    assert st.counts.draft_tokens == drafted and st.counts.accepted == accepted
+    assert st.draft_acceptance_rate == pytest.approx(accepted / drafted)
+    assert st.mean_acceptance_length == pytest.approx(1 + accepted / drafts)
+    assert st.tokens_per_verify == pytest.approx(40 / len(out.rounds))
+    by_pos = st.acceptance_by_position  # unconditional: never rises with the position
+    assert all(a >= b for a, b in zip(by_pos, by_pos[1:], strict=False))
+    assert st.end_to_end_tok_s == pytest.approx(40 / out.seconds)
+    decode = sum(r.draft_seconds + r.verify_seconds for r in out.rounds)
+    assert st.decode_tok_s == pytest.approx(40 / decode) and st.decode_tok_s > st.end_to_end_tok_s
+    assert st.draft_cost is not None and st.draft_cost > 0
     df = out.to_dataframe()
     assert len(df) == len(out.rounds)
     assert {"accepted", "draft_seconds", "verify_seconds", "target_kv_after_rollback"} <= set(df.columns)
@@ -100,13 +105,14 @@ def test_plain_decoding_is_one_token_per_round(pair):
     out = SpeculativeDecoder(target, None).generate(PROMPT, max_new_tokens=10)
     assert len(out.rounds) == 10
     assert all(r.drafted == [] and len(r.emitted) == 1 and r.next_kind == "plain" for r in out.rounds)
-    assert out.stats.mean_accepted_length == 1.0 and out.stats.cost_ratio is None
+    assert out.stats.tokens_per_verify == 1.0 and out.stats.mean_acceptance_length is None  # nothing drafted
+    assert out.stats.draft_cost is None
 
 
 def test_synthetic_alpha_controls_acceptance(pair):
     target, _ = pair
     st = SpeculativeDecoder(target, SyntheticDrafter(0.5), k=1).generate([1], max_new_tokens=200, seed=0).stats
-    assert 0.38 < st.acceptance_rate < 0.62  # ~100 Bernoulli(0.5) draws
+    assert 0.38 < st.draft_acceptance_rate < 0.62  # ~100 Bernoulli(0.5) draws
 
 
 def test_string_prompt_needs_tokenizer(pair):

@@ -47,9 +47,9 @@ def test_drafters_actually_draft(pair):
     target, draft = pair
     for name, d in drafters(draft).items():
         st = SpeculativeDecoder(target, d, k=4).generate(PROMPT, max_new_tokens=40).stats
-        assert st.drafted > 0, name
+        assert st.counts.draft_tokens > 0, name
     perfect = SpeculativeDecoder(target, SyntheticDrafter(1.0), k=4).generate(PROMPT, max_new_tokens=40).stats
-    assert perfect.acceptance_rate == 1.0 and perfect.mean_accepted_length == pytest.approx(40 / 8)
+    assert perfect.draft_acceptance_rate == 1.0 and perfect.mean_acceptance_length == pytest.approx(40 / 8)
 
 
 @pytest.mark.parametrize("name", ["draft-model", "ngram", "early-exit", "synthetic-perfect"])

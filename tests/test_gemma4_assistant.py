@@ -82,7 +82,7 @@ def test_greedy_equals_plain(pairs, kind, k):
         plain = SpeculativeDecoder(target, None).generate(prompt, max_new_tokens=24)
         out = SpeculativeDecoder(target, drafter, k=k).generate(prompt, max_new_tokens=24)
         assert out.token_ids == plain.token_ids
-        accepted += out.stats.accepted
+        accepted += out.stats.counts.accepted
     assert accepted > 0
 
 

@@ -56,7 +56,7 @@ def test_greedy_equals_plain_trained(trained, k):
         plain = SpeculativeDecoder(target, None).generate(prompt, max_new_tokens=40)
         out = SpeculativeDecoder(target, drafter, k=k).generate(prompt, max_new_tokens=40)
         assert out.token_ids == plain.token_ids
-        accepted += out.stats.accepted
+        accepted += out.stats.counts.accepted
     assert accepted > 0  # otherwise only the rejection path was compared
 
 
@@ -69,7 +69,7 @@ def test_greedy_equals_plain_random_init(k):
     plain = SpeculativeDecoder(target, None).generate(prompt, max_new_tokens=30)
     out = SpeculativeDecoder(target, drafter, k=k).generate(prompt, max_new_tokens=30)
     assert out.token_ids == plain.token_ids
-    assert out.stats.drafted > 0
+    assert out.stats.counts.draft_tokens > 0
 
 
 @pytest.mark.parametrize("k", [1, 3])
@@ -83,7 +83,7 @@ def test_gemma4_target_with_a_wider_full_attention_head(k, tmp_path):
     assert [layer.q_norm.weight.numel() for layer in drafter.head.layers] == [16, 32]
     plain = SpeculativeDecoder(target, None).generate(PROMPTS[0], max_new_tokens=20)
     out = SpeculativeDecoder(target, drafter, k=k).generate(PROMPTS[0], max_new_tokens=20)
-    assert out.token_ids == plain.token_ids and out.stats.drafted > 0
+    assert out.token_ids == plain.token_ids and out.stats.counts.draft_tokens > 0
     drafter.save(tmp_path / "h.safetensors")
     assert MTPDrafter.load(tmp_path / "h.safetensors").head.config == drafter.head.config
 
@@ -140,8 +140,8 @@ def test_training_learns(trained):
     """Held-out greedy acceptance after 150 steps is far above an untrained head's."""
     _, _, summary = trained
     ev = summary["heldout"]
-    assert ev["per_position_acceptance"][0] > 0.4  # untrained: ~0.05
-    assert ev["mean_accepted_length"]["4"] > 1.8
+    assert ev["acceptance_by_position"][0] > 0.4  # untrained: ~0.05
+    assert ev["mean_acceptance_length"]["4"] > 1.8
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -178,7 +178,7 @@ def test_resume_with_more_shards_keeps_the_checkpoint_vocabulary(tmp_path):
     # the resumed run trained and evaluated on the rows of the vocabulary it saved
     heldout = load_file(str(tmp_path / "r" / "data" / "heldout.safetensors"))
     ev = evaluate(head, heldout, TargetParts(target, head.vocab_ids), 4)
-    assert ev["per_position_acceptance"] == pytest.approx(summary["heldout"]["per_position_acceptance"], abs=0.02)
+    assert ev["acceptance_by_position"] == pytest.approx(summary["heldout"]["acceptance_by_position"], abs=0.02)
 
 
 def test_out_folder_guards(tmp_path):
@@ -401,7 +401,7 @@ def test_shipped_weights_on_the_embedded_model(embedded_fp32):
     out = SpeculativeDecoder(embedded_fp32, drafter, k=3).generate(prompt, max_new_tokens=32)
     assert out.token_ids == plain.token_ids
     # measured 1.78 tokens/verify here (an untrained head: ~1.0); the floor leaves room for other CPUs' fp32 rounding
-    assert out.stats.mean_accepted_length > 1.5
+    assert out.stats.mean_acceptance_length > 1.5
     assert out.rounds[-1].reused_target_state == out.rounds[-1].context_len - 1
 
 

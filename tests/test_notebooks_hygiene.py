@@ -104,7 +104,7 @@ def test_speed_notebooks_show_text_repetition_and_measured_sentences(name):
     """Issue 12: each speed notebook prints the generated text, measures its repetition, uses the verify cost
     measured in the same run, and says what the speed means through a sentence chosen from its numbers."""
     src = (NB_DIR / "src" / f"{name}.py").read_text(encoding="utf-8")
-    for needle in ("repetition(", "explain_speed(", "verify_cost_curve(", ".text"):
+    for needle in ("repetition(", "explain_speed(", "reference(", ".text"):
         assert needle in src, f"{name}: no {needle}"
     outputs = "".join("".join(o.get("text", "")) for c in _code(_load(NB_DIR / f"{name}.ipynb"))
                       for o in c.get("outputs", []))
@@ -117,4 +117,41 @@ def test_verify_cost_notebooks_show_the_doctor_verdict():
     for name in ("01_why_verify_is_cheap", "06_speed_vs_draft_length"):
         outputs = "".join("".join(o.get("text", "")) for c in _code(_load(NB_DIR / f"{name}.ipynb"))
                           for o in c.get("outputs", []))
-        assert "verify cost against a 1-token forward" in outputs, f"{name}: no doctor verdict printed"
+        assert "verify cost T(n)/T(1)" in outputs, f"{name}: no machine reference printed"
+
+
+def _build_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nb_build", NB_DIR / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    return build
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_outputs_say_where_they_were_measured(path):
+    """Issue 16: the first output records machine, load average and date; the build's load is in the metadata, and
+    a notebook built on a busy machine says so in its first output."""
+    nb = _load(path)
+    first = "".join("".join(o.get("text", "")) for o in _code(nb)[0].get("outputs", []))
+    assert "run on " in first and "load average" in first and "cores" in first, f"{path.name}: no run record"
+    meta = nb["metadata"].get("labkit_build")
+    assert meta is not None, f"{path.name}: not built by notebooks/build.py"
+    quiet = meta["load_average_before"] < _build_module().LOAD_PER_CORE * meta["cores"]
+    assert quiet or "WARNING: built on a busy machine" in first, f"{path.name}: busy build without a warning"
+
+
+def test_build_refuses_a_busy_machine_and_warns_when_allowed(tmp_path, monkeypatch):
+    build = _build_module()
+    src = tmp_path / "99_probe.py"
+    src.write_text("# %% [markdown]\n# **Question.** probe\n\n# %%\nprint('hi')\n", encoding="utf-8")
+    monkeypatch.setattr(build.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    with pytest.raises(build.BusyMachine, match="load average 9.00"):
+        build.build(src, max_wait=0, out_dir=tmp_path)
+    assert not (tmp_path / "99_probe.ipynb").exists()
+    build.build(src, max_wait=0, allow_busy=True, out_dir=tmp_path)
+    nb = _load(tmp_path / "99_probe.ipynb")
+    first = "".join("".join(o.get("text", "")) for o in _code(nb)[0]["outputs"])
+    assert "WARNING: built on a busy machine (load average 9.00" in first and "hi" in first
+    assert nb["metadata"]["labkit_build"]["load_average_before"] == 9.0

@@ -110,7 +110,7 @@ def test_finetune_head_trains_a_copy():
     assert all(torch.equal(v, drafter.head.state_dict()[k]) for k, v in original.items()), "the input is not trained"
     tuned = out["drafter"].head.state_dict()
     assert any(not torch.equal(tuned[k].float(), v.float()) for k, v in original.items() if v.is_floating_point())
-    assert len(out["before"]["per_position_acceptance"]) == len(out["after"]["per_position_acceptance"]) == 2
+    assert len(out["before"]["acceptance_by_position"]) == len(out["after"]["acceptance_by_position"]) == 2
 
 
 # ------------------------------------------------------------------------------------------------ 10: batch size

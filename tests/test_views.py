@@ -9,11 +9,12 @@ from collections import Counter
 import pytest
 
 from labkit import SpeculativeDecoder, tiny_pair
+from labkit.core import metrics
 from labkit.drafters import DraftModelDrafter, NGramDrafter
 from labkit.lab import figures, views, widgets
 from labkit.lab.lossless import chi_square, first_divergence
 from labkit.lab.render import round_spans
-from labkit.measure.sweep import estimate_alpha_c, sweep_point
+from labkit.measure.sweep import sweep_point
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +162,7 @@ def test_training_monitor():
 
 def test_experiment_helpers(sampled):
     res = sampled[0]
-    alpha, c = estimate_alpha_c([res])
+    alpha, c = metrics.alpha(metrics.counts([res])), metrics.draft_cost(metrics.counts([res]))
     acc = sum(r.accepted for r in res.rounds)
     rej = sum(r.rejected_at is not None for r in res.rounds)
     assert alpha == pytest.approx(acc / (acc + rej)) and c > 0

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from labkit.core.metrics import draft_cost, round_counts
 from labkit.core.records import RoundRecord
 from labkit.core.sampling import MAX_K
 
@@ -103,7 +104,8 @@ class CostModel(DraftLengthPolicy):
     (decayed) rate at which draft position i is accepted once reached, and costs V(k) + c k one-token target
     forwards: V(k) = T(k+1)/T(1) is the verify-cost curve (``verify_cost``: {k: ratio} or a list indexed by k, as
     ``labkit doctor`` / ``labkit.measure.timing.verify_cost_curve`` measure it; linear in between and beyond) and c
-    the cost of one draft step (``draft_cost``; None: estimated from the rounds' own timings).
+    the cost of one draft step in one-token target forwards (``draft_cost``; None: each round's
+    labkit.core.metrics.draft_cost times V(n)).
     With no curve it assumes V(k) = 1 + 0.05 k, and says so in every reason.
     """
 
@@ -121,6 +123,7 @@ class CostModel(DraftLengthPolicy):
         self.reached = [0.0] * self.k_max  # decayed counts: rounds that verified position i ...
         self.hits = [0.0] * self.k_max  # ... and accepted it there
         self.c = self.draft_cost if self.draft_cost is not None else 0.1  # until a round has been timed
+        self._timed = 0  # drafted rounds timed so far
         self._idle = 0  # rounds in a row that drafted nothing by choice
 
     def verify_ratio(self, k: int) -> float:
@@ -129,13 +132,7 @@ class CostModel(DraftLengthPolicy):
             return 1.0
         if self.curve is None:
             return 1.0 + DEFAULT_VERIFY_SLOPE * k
-        ks = sorted(self.curve)
-        lo = max((x for x in ks if x <= k), default=0)
-        hi = min((x for x in ks if x >= k), default=None)
-        if hi is None:  # beyond the last measured k: continue the last segment's slope
-            lo, hi = (ks[-2], ks[-1]) if len(ks) > 1 else (0, ks[-1])
-        v_lo, v_hi = (1.0 if lo == 0 else self.curve[lo]), self.curve[hi]
-        return v_lo if hi == lo else v_lo + (v_hi - v_lo) * (k - lo) / (hi - lo)
+        return verify_ratio(self.curve, k)
 
     def acceptance(self) -> list[float]:
         """a_i for i = 1..k_max; a position never reached borrows the previous one's rate (the first: 1/2)."""
@@ -171,13 +168,29 @@ class CostModel(DraftLengthPolicy):
         for i in range(min(record.accepted + 1, n, self.k_max)):  # position i was verified: all before it accepted
             self.reached[i] += 1
             self.hits[i] += i < record.accepted
-        if self.draft_cost is None and n and record.verify_seconds > 0:
-            one_forward = record.verify_seconds / self.verify_ratio(n)
-            c = record.draft_seconds / n / one_forward
-            self.c = 0.8 * self.c + 0.2 * c
+        measured = draft_cost(round_counts(record)) if self.draft_cost is None else None
+        if measured is not None:
+            c = measured * self.verify_ratio(n)  # metrics' c is per verify forward of n+1 tokens; here per T(1)
+            self.c = c if not self._timed else 0.8 * self.c + 0.2 * c  # the first timing replaces the guess
+            self._timed += 1
 
     def __repr__(self) -> str:
         return f"CostModel(k_max={self.k_max}{'' if self.curve is None else ', measured verify curve'})"
+
+
+def verify_ratio(curve: Mapping[int, float], k: int) -> float:
+    """V(k) from a measured verify-cost curve {k: T(k+1)/T(1)}: linear between measured ks (V(0) = 1), the last
+    segment's slope beyond the last one."""
+    if k == 0:
+        return 1.0
+    curve = {int(x): float(v) for x, v in curve.items()}  # JSON round trips make keys strings
+    ks = sorted(curve)
+    lo = max((x for x in ks if x <= k), default=0)
+    hi = min((x for x in ks if x >= k), default=None)
+    if hi is None:  # beyond the last measured k: continue the last segment's slope
+        lo, hi = (ks[-2], ks[-1]) if len(ks) > 1 else (0, ks[-1])
+    v_lo, v_hi = (1.0 if lo == 0 else curve[lo]), curve[hi]
+    return v_lo if hi == lo else v_lo + (v_hi - v_lo) * (k - lo) / (hi - lo)
 
 
 def as_policy(k: Any) -> DraftLengthPolicy:

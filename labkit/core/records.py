@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
+
+from labkit.core.metrics import Metrics, metrics
 
 
 @dataclass(frozen=True)
@@ -67,48 +68,6 @@ class RoundRecord:
 @dataclass
 
 
-class Stats:
-    new_tokens: int
-    rounds: int
-    drafted: int
-    accepted: int
-    acceptance_rate: float  # accepted / drafted
-    mean_accepted_length: float  # tokens per verify, bonus included (vLLM's "mean acceptance length")
-    per_position_acceptance: list[float]  # P(position i accepted | drafted)
-    seconds: float  # wall time of generate, prefill included
-    prefill_seconds: float
-    draft_seconds: float
-    verify_seconds: float
-    tokens_per_second: float
-    cost_ratio: float | None  # c: seconds per drafted token / seconds per target verify forward
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def summary(self) -> str:
-        c = "n/a" if self.cost_ratio is None else f"{self.cost_ratio:.3f}"
-        return (
-            f"{self.new_tokens} tokens in {self.rounds} rounds, {self.seconds:.2f}s "
-            f"({self.tokens_per_second:.1f} tok/s); "
-            f"accepted {self.accepted}/{self.drafted} drafts ({100 * self.acceptance_rate:.0f}%), "
-            f"{self.mean_accepted_length:.2f} tokens/verify, c={c}"
-        )
-
-
-def position_counts(rounds: Sequence[RoundRecord]) -> tuple[list[int], list[int]]:
-    """Per draft position i = 1..: how many rounds drafted it, and how many of those accepted it.
-
-    Acceptance by position is accepted / drafted; counts (not rates) so runs can be pooled before dividing.
-    """
-    kmax = max((len(r.drafted) for r in rounds), default=0)
-    tried = [sum(len(r.drafted) > i for r in rounds) for i in range(kmax)]
-    kept = [sum(r.accepted > i for r in rounds) for i in range(kmax)]
-    return tried, kept
-
-
-@dataclass
-
-
 class GenerationResult:
     prompt_ids: list[int]
     token_ids: list[int]  # new tokens only
@@ -119,30 +78,9 @@ class GenerationResult:
     config: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
-    def stats(self) -> Stats:
-        drafted = sum(len(r.drafted) for r in self.rounds)
-        accepted = sum(r.accepted for r in self.rounds)
-        n = len(self.rounds)
-        tried, kept = position_counts(self.rounds)
-        per_pos = [a / t for a, t in zip(kept, tried, strict=True)]
-        draft_s = sum(r.draft_seconds for r in self.rounds)
-        verify_s = sum(r.verify_seconds for r in self.rounds)
-        cost = (draft_s / drafted) / (verify_s / n) if drafted and n and verify_s > 0 else None
-        return Stats(
-            new_tokens=len(self.token_ids),
-            rounds=n,
-            drafted=drafted,
-            accepted=accepted,
-            acceptance_rate=accepted / drafted if drafted else 0.0,
-            mean_accepted_length=(accepted + n) / n if n else 0.0,
-            per_position_acceptance=per_pos,
-            seconds=self.seconds,
-            prefill_seconds=self.prefill_seconds,
-            draft_seconds=draft_s,
-            verify_seconds=verify_s,
-            tokens_per_second=len(self.token_ids) / self.seconds if self.seconds > 0 else 0.0,
-            cost_ratio=cost,
-        )
+    def stats(self) -> Metrics:
+        """Every quantity of labkit.core.metrics for this generation (glossary: docs/metrics.md)."""
+        return metrics(self)
 
     def to_dataframe(self, per: str = "round"):
         """One row per round (``per="round"``) or per drafted token (``per="token"``)."""

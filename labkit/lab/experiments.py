@@ -65,7 +65,7 @@ def train_mtp_live(target: Target, out: str, steps: int, on_step: Any = None, ch
     def held_out(step: int) -> float:
         ev = evaluate(head, heldout, parts, cfg.eval_k)
         evals.append({"step": step, **ev})
-        return ev["per_position_acceptance"][0]
+        return ev["acceptance_by_position"][0]
 
     if on_step is not None:
         on_step(0, acceptance=held_out(0))

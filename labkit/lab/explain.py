@@ -26,8 +26,8 @@ class Outcome:
     tokens_per_verify: float  # tokens per target forward, bonus included (1.0 = plain)
     k: int  # draft length
     verify_cost: float | None = None  # T(k+1)/T(1): a verify forward in one-token forwards (measured)
-    c: float | None = None  # seconds per drafted token / seconds per verify forward (measured)
-    alpha: float | None = None  # acceptance per drafted token (measured)
+    c: float | None = None  # labkit.core.metrics.draft_cost: one draft step in verify forwards (measured)
+    alpha: float | None = None  # labkit.core.metrics.alpha: i.i.d. acceptance estimate (measured)
     load: float | None = None  # 1-minute load average while measuring
     n_cores: int | None = None
 
@@ -58,10 +58,10 @@ def measurement_problem(speedup: float, tokens_per_verify: float) -> str | None:
 
 
 def predicted_speedup(o: Outcome) -> float | None:
-    """What the measured parts predict: tokens per verify / (k*c + T(k+1)/T(1))."""
+    """What the measured parts predict: tokens per verify / (T(k+1)/T(1) * (1 + k c)) (labkit.measure.theory)."""
     if o.verify_cost is None or o.c is None:
         return None
-    return o.tokens_per_verify / (o.k * o.c + o.verify_cost)
+    return o.tokens_per_verify / (o.verify_cost * (1 + o.k * o.c))
 
 
 def reasons_slow(o: Outcome) -> list[str]:
@@ -73,10 +73,10 @@ def reasons_slow(o: Outcome) -> list[str]:
                    "token (the forward is compute-bound here, e.g. without native bf16 arithmetic). A smaller k, "
                    "or hardware where the forward is memory-bound (native bf16, a GPU), would change that.")
     if o.c is not None and o.k * o.c >= 0.25:
-        out.append(f"Drafting cost c = {o.c:.3f} of a target forward per token, {o.k * o.c:.2f} forwards per round "
-                   f"of k = {o.k}: a cheaper drafter or a smaller k would leave more of the gain.")
+        out.append(f"Drafting cost c = {o.c:.3f} of a verify forward per token, {o.k * o.c:.2f} verify forwards per "
+                   f"round of k = {o.k}: a cheaper drafter or a smaller k would leave more of the gain.")
     if o.tokens_per_verify < 1.5:
-        acc = f" (acceptance {o.alpha:.2f} per drafted token)" if o.alpha is not None else ""
+        acc = f" (alpha {o.alpha:.2f})" if o.alpha is not None else ""
         out.append(f"Each verify produced only {o.tokens_per_verify:.2f} tokens{acc}: most drafts were rejected. "
                    "Text that repeats earlier text, or a drafter trained for this target, would raise it.")
     if busy(o.load, o.n_cores):
@@ -147,12 +147,18 @@ def explain_repetition(share: float, n: int = 4, drafter: str = "prompt lookup")
             "little to propose here.")
 
 
-def explain_verify_cost(ms_by_k: dict[int, float], k: int = 8) -> str:
-    """How a forward over k tokens compares with one over 1 token and with k one-token forwards (notebook 01)."""
+def explain_verify_cost(ms_by_k: dict[int, float], k: int = 8, ratio: float | None = None) -> str:
+    """How a forward over k tokens compares with one over 1 token and with k one-token forwards (notebook 01).
+    ``ratio``: T(k)/T(1) as the machine reference measured it (labkit.measure.machine: the median of per-round
+    ratios, which is what the lab computes with); without it, the ratio of the two medians."""
     one, many = ms_by_k[1], ms_by_k[k]
-    ratio = many / one
-    head = (f"A forward over {k} tokens took {many:.1f} ms, {ratio:.2f}x one over 1 token ({one:.1f} ms); "
-            f"{k} one-token forwards would take {k * one:.0f} ms.")
+    if ratio is None:
+        ratio = many / one
+        head = f"A forward over {k} tokens took {many:.1f} ms, {ratio:.2f}x one over 1 token ({one:.1f} ms); "
+    else:
+        head = (f"A forward over {k} tokens cost {ratio:.2f}x one over 1 token (the median of interleaved per-round "
+                f"ratios; median times {many:.1f} and {one:.1f} ms); ")
+    head += f"{k} one-token forwards would take {k * one:.0f} ms."
     if ratio < 2:
         return head + (" The cost grows slowly with k: the forward mostly waits for the weights to arrive from memory, "
                        "and checking several drafted tokens at once is nearly free here.")
@@ -165,7 +171,7 @@ def explain_verify_cost(ms_by_k: dict[int, float], k: int = 8) -> str:
 
 def _ms_per_round(row: Mapping[str, Any]) -> float:
     """Decode time of one round: tokens per verify over tokens per second."""
-    return 1e3 * row["tokens_per_verify"] / row["tok_per_s"] if row["tok_per_s"] else float("nan")
+    return 1e3 * row["tokens_per_verify"] / row["decode_tok_s"] if row["decode_tok_s"] else float("nan")
 
 
 def _config(row: Mapping[str, Any]) -> str:
@@ -175,7 +181,7 @@ def _config(row: Mapping[str, Any]) -> str:
 def why_policy_lost(policy: Mapping[str, Any], fixed: Mapping[str, Any]) -> str:
     """Why a policy's row was slower than a fixed k's, in measured terms: speed = tokens per round / time per round,
     so it drafted shorter or longer, kept fewer tokens per verify, or paid more per round."""
-    mp, mf = policy["mean_k"], fixed["mean_k"]
+    mp, mf = policy["mean_draft_length"], fixed["mean_draft_length"]
     tp, tf = policy["tokens_per_verify"], fixed["tokens_per_verify"]
     rp, rf = _ms_per_round(policy), _ms_per_round(fixed)
     if mp < (1 - DRAFT_DIFF) * mf:
@@ -186,7 +192,7 @@ def why_policy_lost(policy: Mapping[str, Any], fixed: Mapping[str, Any]) -> str:
         drafted = f"it drafted about as many tokens a round ({mp:.1f} against {mf:.1f})"
     yields = f"{tp:.2f} tokens per verify against {tf:.2f}"
     if policy.get("alpha") is not None and fixed.get("alpha") is not None:
-        yields += f" (acceptance {policy['alpha']:.2f} per drafted token against {fixed['alpha']:.2f})"
+        yields += f" (alpha {policy['alpha']:.2f} against {fixed['alpha']:.2f})"
     fewer, dearer = tp < (1 - EVEN) * tf, rp > (1 + EVEN) * rf
     if fewer and dearer:
         cause = "fewer tokens per round and dearer rounds"
@@ -204,8 +210,10 @@ def why_policy_lost(policy: Mapping[str, Any], fixed: Mapping[str, Any]) -> str:
 
 def explain_policy(rows: Sequence[Mapping[str, Any]]) -> str:
     """Fixed k against draft-length policies (rows as run_sweep / PolicySweep.rows give them: k, policy (None for a
-    fixed k), speedup, tok_per_s, tokens_per_verify, mean_k, alpha, optional config label): which configuration
-    was fastest, by how much against the best fixed k, and, when the policies lost, why in measured terms."""
+    fixed k), speedup, decode_tok_s, tokens_per_verify, mean_draft_length, alpha, optional config label): which
+    configuration was fastest, by how much against the best fixed k, and, when the policies lost, why in measured
+    terms. "About even" means within the rows' own run-to-run spread (``speed_spread``, from repeats) when they carry
+    one, else within EVEN, said as such."""
     drafting = [r for r in rows if r["k"] > 0]
     fixed = [r for r in drafting if r.get("policy") is None]
     policies = [r for r in drafting if r.get("policy") is not None]
@@ -217,12 +225,18 @@ def explain_policy(rows: Sequence[Mapping[str, Any]]) -> str:
     gap = best_policy["speedup"] / best_fixed["speedup"] - 1
     fixed_text = f"the best fixed k = {best_fixed['k']} ({best_fixed['speedup']:.2f}x)"
     head = f"The fastest configuration was {_config(fastest)}, at {fastest['speedup']:.2f}x plain decoding"
-    if abs(gap) < EVEN:
+    spreads = [r.get("speed_spread") for r in (best_fixed, best_policy)]
+    measured = all(x is not None for x in spreads)
+    noise = max(spreads) if measured else EVEN
+    if abs(gap) < noise:
+        why = (f"within the {100 * noise:.0f}% spread its repeats showed here" if measured else
+               f"under {100 * EVEN:.0f}%, a gap this run did not measure against its own repeats")
         return (f"{head}; the best policy, {_config(best_policy)} ({best_policy['speedup']:.2f}x), came out about even "
-                f"with {fixed_text}: {100 * gap:+.0f}%, within run-to-run noise.")
+                f"with {fixed_text}: {100 * gap:+.0f}%, {why}.")
     if gap > 0:
-        return (f"{head}, {100 * gap:.0f}% faster than {fixed_text}, drafting {best_policy['mean_k']:.1f} tokens a "
-                f"round on average against {best_fixed['mean_k']:.1f}, with {best_policy['tokens_per_verify']:.2f} "
-                f"tokens per verify against {best_fixed['tokens_per_verify']:.2f}.")
+        return (f"{head}, {100 * gap:.0f}% faster than {fixed_text}, drafting "
+                f"{best_policy['mean_draft_length']:.1f} tokens a round on average against "
+                f"{best_fixed['mean_draft_length']:.1f}, with {best_policy['tokens_per_verify']:.2f} tokens per verify "
+                f"against {best_fixed['tokens_per_verify']:.2f}.")
     return (f"{head}: the best fixed k beat every policy; the best policy, {_config(best_policy)}, reached "
             f"{best_policy['speedup']:.2f}x, {100 * -gap:.0f}% slower. " + why_policy_lost(best_policy, best_fixed))

@@ -9,7 +9,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from labkit.core.records import GenerationResult, KVTrace, RoundRecord, position_counts
+from labkit.core.metrics import metrics
+from labkit.core.records import GenerationResult, KVTrace, RoundRecord
 
 # One palette everywhere (token strip, figures, HTML export): green kept, red rejected, amber replacement, blue bonus.
 COLORS = {
@@ -45,28 +46,36 @@ def _as_named(results: GenerationResult | Mapping[str, GenerationResult]) -> dic
 # ------------------------------------------------------------------------------------------ acceptance by position
 
 
-def position_acceptance(rounds: Sequence[RoundRecord]) -> tuple[list[float], list[int]]:
-    """P(draft position i accepted | it was drafted), i = 1.., and how many rounds drafted position i."""
-    tried, kept = position_counts(rounds)
-    return [a / t for a, t in zip(kept, tried, strict=True)], tried
+def _rounds_or_counts(res: Any) -> Any:
+    """A GenerationResult's rounds, or an engine's Counts (or Metrics) as they are."""
+    return res.rounds if isinstance(res, GenerationResult) else getattr(res, "counts", res)
+
+
+def position_acceptance(rounds: Any) -> tuple[list[float], int]:
+    """Acceptance by position (labkit.core.metrics: drafts whose i-th token was accepted / drafts), and the drafts.
+    ``rounds``: RoundRecords, or any engine's Counts (a server's counters give the same quantity)."""
+    m = metrics(rounds)
+    return m.acceptance_by_position, m.counts.drafts
 
 
 def acceptance_by_position(results: GenerationResult | Mapping[str, GenerationResult] | None = None,
                            alpha: float | None = None, k: int | None = None,
                            title: str = "Acceptance by draft position") -> go.Figure:
-    """Bars: measured P(position i accepted); line: alpha^i, what i.i.d. acceptance at rate alpha predicts."""
+    """Bars: measured acceptance by position (unconditional: accepted at i / drafts); line: alpha^i, what i.i.d.
+    acceptance at rate alpha predicts for the same quantity."""
     from labkit.measure.theory import position_acceptance as theory_curve
 
-    fig = _fig(title, "draft position i", "P(accepted)", yaxis_range=[0, 1.05], bargap=0.25)
+    fig = _fig(title, "draft position i", "acceptance by position", yaxis_range=[0, 1.05], bargap=0.25)
     fig.update_xaxes(tick0=1, dtick=1)  # positions are integers; no 1.5 ticks
     named = _as_named(results) if results is not None else {}
     for name, res in named.items():
-        rates, counts = position_acceptance(res.rounds)
-        fig.add_bar(x=list(range(1, len(rates) + 1)), y=rates, name=name, customdata=counts,
-                    hovertemplate="position %{x}: %{y:.2f} (of %{customdata} rounds)<extra>" + name + "</extra>",
+        rates, drafts = position_acceptance(_rounds_or_counts(res))
+        fig.add_bar(x=list(range(1, len(rates) + 1)), y=rates, name=name, customdata=[drafts] * len(rates),
+                    hovertemplate="position %{x}: %{y:.2f} (of %{customdata} drafts)<extra>" + name + "</extra>",
                     marker_color=COLORS["accepted"] if len(named) == 1 else None)
     if alpha is not None:
-        kk = k or max((len(r.drafted) for res in named.values() for r in res.rounds), default=8) or 8
+        kk = k or max((len(position_acceptance(_rounds_or_counts(res))[0]) for res in named.values()),
+                      default=8) or 8
         fig.add_scatter(x=list(range(1, kk + 1)), y=theory_curve(alpha, kk), mode="lines+markers",
                         name=f"theory α^i, α={alpha:.2f}", line=dict(color=COLORS["theory"], dash="dash"))
     return fig
@@ -213,9 +222,9 @@ def policy_speedups(rows: Sequence[Mapping[str, Any]] = (),
     pts = [r for r in rows if r["k"] > 0]
     fig.add_bar(x=[_label(r) for r in pts], y=[r["speedup"] for r in pts],
                 marker_color=[COLORS["plain"] if r.get("policy") is None else COLORS["bonus"] for r in pts],
-                text=[f"{r['speedup']:.2f}x<br>{r['tokens_per_verify']:.2f} tok/verify<br>mean k {r['mean_k']:.1f}"
-                      for r in pts], textposition="auto",
-                customdata=[[r["tokens_per_verify"], r["mean_k"]] for r in pts],
+                text=[f"{r['speedup']:.2f}x<br>{r['tokens_per_verify']:.2f} tok/verify<br>"
+                      f"mean draft length {r['mean_draft_length']:.1f}" for r in pts], textposition="auto",
+                customdata=[[r["tokens_per_verify"], r["mean_draft_length"]] for r in pts],
                 hovertemplate="%{x}: %{y:.2f}x, %{customdata[0]:.2f} tokens/verify, mean k drafted "
                               "%{customdata[1]:.2f}<extra></extra>")
     return fig

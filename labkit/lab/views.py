@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from labkit.core.metrics import counts, decode_tok_s, metrics, speedup
 from labkit.core.records import GenerationResult, RoundRecord
 from labkit.lab.render import Span, round_spans
 
@@ -70,19 +71,31 @@ def summary_html(result: GenerationResult | None = None, baseline: GenerationRes
     rounds = result.rounds if result is not None else (live_rounds or [])
     if not rounds:
         return ""
-    n_tok = sum(len(r.emitted) for r in rounds)
-    drafted = sum(len(r.drafted) for r in rounds)
-    accepted = sum(r.accepted for r in rounds)
-    secs = sum(r.draft_seconds + r.verify_seconds for r in rounds)
-    parts = [f"<b>{n_tok / len(rounds):.2f}</b> tokens per verify ({n_tok} tokens, {len(rounds)} target forwards)",
-             f"accepted {accepted}/{drafted} drafts"]
+    m = metrics(rounds)
+    c = m.counts
+    parts = [f"<b>{m.tokens_per_verify:.2f}</b> tokens per verify ({c.new_tokens} tokens, {c.rounds} target forwards)",
+             f"draft acceptance rate {c.accepted}/{c.draft_tokens}"]
     base_tps = baseline_tps(baseline)
-    if base_tps and secs > 0:
+    if base_tps and m.decode_tok_s > 0:
         # live: the browser drawing each round shares the CPU, which a laptop's speed figure should admit
         where = " while drawing live" if result is None else ""
-        parts.append(f"<b>{(n_tok / secs) / base_tps:.2f}×</b> speed of plain decoding{where} "
-                     f"({n_tok / secs:.1f} vs {base_tps:.1f} tok/s)")
+        parts.append(f"<b>{speedup(m.decode_tok_s, base_tps):.2f}×</b> speed of plain decoding{where} "
+                     f"(decode {m.decode_tok_s:.1f} vs {base_tps:.1f} tok/s)")
     return " · ".join(parts)
+
+
+ROW_COLUMNS = {  # sweep-row keys -> the glossary's names (docs/metrics.md), in the order a comparison shows them
+    "tokens_per_verify": "tokens per verify", "speedup": "speedup", "decode_tok_s": "decode tok/s",
+    "draft_acceptance_rate": "draft acceptance rate (accepted / drafted)", "alpha": "α (i.i.d. estimate)",
+    "mean_acceptance_length": "mean acceptance length", "draft_cost": "c (draft cost)", "repetition": "repetition"}
+
+
+def rows_frame(rows: list[dict[str, Any]], index: str = "drafter") -> Any:
+    """Sweep / compare rows as a pandas table under the glossary's names, one row per ``index`` value."""
+    import pandas as pd
+
+    return pd.DataFrame([{name: r.get(key) for key, name in ROW_COLUMNS.items()} for r in rows],
+                        index=pd.Index([r[index] for r in rows], name=index)).astype(float)
 
 
 def baseline_tps(baseline: GenerationResult | float | None) -> float | None:
@@ -91,8 +104,7 @@ def baseline_tps(baseline: GenerationResult | float | None) -> float | None:
         return None
     if isinstance(baseline, int | float):
         return float(baseline)
-    secs = sum(r.draft_seconds + r.verify_seconds for r in baseline.rounds)
-    return len(baseline.token_ids) / secs if secs > 0 else None
+    return decode_tok_s(counts(baseline)) or None
 
 
 def strip_html(result: GenerationResult, tokenizer: Any = None, title: str = "", prompt: str | None = None,
@@ -132,12 +144,11 @@ def result_html(result: GenerationResult, tokenizer: Any = None, title: str | No
     for i, fig in enumerate(figs):
         parts.append(fig.to_html(full_html=False, include_plotlyjs=plotlyjs if i == 0 else False,
                                  default_width="100%", config={"displaylogo": False}))
+    from labkit.core.metrics import table as metrics_table
+
     st = result.stats
-    rows = [("new tokens", st.new_tokens), ("target forwards (rounds)", st.rounds),
-            ("tokens per verify", f"{st.mean_accepted_length:.2f}"),
-            ("acceptance rate", f"{100 * st.acceptance_rate:.0f}% ({st.accepted}/{st.drafted})"),
-            ("decode speed", f"{st.tokens_per_second:.1f} tok/s"),
-            ("draft / verify time", f"{st.draft_seconds:.2f} s / {st.verify_seconds:.2f} s")]
+    rows = [("new tokens", st.counts.new_tokens), ("target forwards (rounds)", st.counts.rounds)]
+    rows += [(name, f"{value} = {formula}") for name, value, formula in metrics_table(st)]
     rows += [(k, v) for k, v in result.config.items()]
     table = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     return ("<!doctype html><html><head><meta charset='utf-8'>"

@@ -27,15 +27,20 @@ from labkit.lab import figures
 from labkit.lab.views import round_html, span_dicts, summary_html, web_asset
 
 
-def notebook_setup(threads: int | None = None, quiet: bool = True) -> str:
+def notebook_setup(threads: int | None = None, quiet: bool = True, record: bool = True) -> str:
     """What every notebook's first cell does after installing labkit; returns the device to use ("cuda"/"cpu").
 
-    Pins torch to the machine's cores (2 on the reference machine), and silences load-time progress bars and
-    deprecation chatter so executed notebooks show only what the lesson is about.
+    Picks torch's threads by labkit's one probe (labkit.threads), silences load-time progress bars and deprecation
+    chatter so executed notebooks show only what the lesson is about, and prints the run's record (``record``):
+    machine, load average, threads and date, so every saved output says where its numbers were measured.
     """
     import torch
 
-    torch.set_num_threads(threads or default_threads())
+    from labkit.threads import set_threads
+
+    n = set_threads(threads or "auto")
+    if record:
+        print(run_record(n))
     if quiet:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -48,16 +53,55 @@ def notebook_setup(threads: int | None = None, quiet: bool = True) -> str:
     import plotly.io as pio
 
     # Static figures as plotly JSON (JupyterLab's plotly extension draws them): the "notebook" renderer would
-    # embed ~4 MB of plotly.js into every saved notebook. Colab has its own renderer.
-    pio.renderers.default = "colab" if in_colab() else "plotly_mimetype"
+    # embed ~4 MB of plotly.js into every saved notebook. Colab has its own renderer. Next to the JSON, a PNG
+    # (kaleido + a system Chrome) so that nbconvert HTML and GitHub, which cannot run plotly, show the figure too.
+    pio.renderers.default = "colab" if in_colab() else (
+        "plotly_mimetype+png" if static_images() else "plotly_mimetype")
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def default_threads() -> int:
-    """Torch threads for the notebooks: the one thread policy (labkit.threads: $LABKIT_THREADS, else free cores)."""
-    from labkit.threads import default_threads as policy
+def static_images(width: int = 760, height: int = 440) -> bool:
+    """Start kaleido's browser once for this kernel (PNG copies of figures); False where there is no Chrome or
+    Chromium to draw with (the figures then stay plotly JSON only). The browser stops when the kernel exits."""
+    import atexit
 
-    return policy()
+    try:
+        import kaleido
+        import plotly.io as pio
+
+        kaleido.start_sync_server(silence_warnings=True)
+        # plotly passes its default browser options, which a running server ignores (and says so, per figure)
+        warnings.filterwarnings("ignore", message="The kopts argument is ignored")
+        atexit.register(kaleido.stop_sync_server, silence_warnings=True)
+        png = pio.renderers["png"]
+        png.width, png.height = width, height
+        return True
+    except Exception:  # noqa: BLE001  (no browser, no kaleido: interactive figures only)
+        return False
+
+
+def run_record(threads: int | None = None) -> str:
+    """One line: where and when this notebook ran (CPU, cores, 1-minute load average, threads, torch, date)."""
+    import platform
+    import time
+
+    import torch
+
+    from labkit.measure.machine import _cpu_name
+    from labkit.threads import cores, load_average
+
+    load = load_average()
+    dev = f"GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else _cpu_name()
+    return (f"run on {dev} ({platform.machine()}), {cores()} cores, load average "
+            f"{'unknown' if load is None else f'{load:.2f}'}, {threads or torch.get_num_threads()} thread(s), "
+            f"torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M')}")
+
+
+def default_threads() -> int:
+    """Torch threads for the notebooks: the one thread policy (labkit.threads.choose_threads)."""
+    from labkit.threads import choose_threads
+
+    return choose_threads()[0]
 
 
 def ci_scale(full: Any, ci: Any) -> Any:
@@ -179,12 +223,12 @@ class LiveDashboard(W.VBox):
 
     def redraw(self) -> None:
         rounds = self.rounds
-        rates, counts = figures.position_acceptance(rounds)
+        rates, drafts = figures.position_acceptance(rounds)
         with self.fig_accept.batch_update():
             bar = self.fig_accept.data[-1]  # the "measured" bars (added last, after any theory line)
             bar.x = list(range(1, len(rates) + 1))
             bar.y = rates
-            bar.customdata = counts
+            bar.customdata = [drafts] * len(rates)
         with self.fig_time.batch_update():
             x = [r.index for r in rounds]
             self.fig_time.data[0].x, self.fig_time.data[0].y = x, [1e3 * r.draft_seconds for r in rounds]
@@ -385,18 +429,19 @@ class SpeedSweep(BackgroundRun):
                             repeats=self.repeats, base=self.results.get(0), hooks=[self.check], warmup=k in self.ks[:2],
                             **self.gen)[0]
             self.results[k] = row.pop("results")
-            self.points.append({key: row[key] for key in ("k", "tok_per_s", "speedup", "tokens_per_verify", "alpha",
-                                                          "c", "repetition")})
+            self.points.append({key: row[key] for key in ("k", "decode_tok_s", "speedup", "tokens_per_verify", "alpha",
+                                                          "draft_cost", "repetition")})
             self.redraw()
             self.status(f"k = {k}: {self.points[-1]['speedup']:.2f}× "
                         f"({self.points[-1]['tokens_per_verify']:.2f} tokens/verify)")
 
     def estimates(self) -> tuple[float | None, float | None]:
-        """alpha and c pooled over every k measured so far (see ``experiments.estimate_alpha_c``)."""
-        from labkit.measure.sweep import estimate_alpha_c
+        """alpha and c (labkit.core.metrics) pooled over every k measured so far."""
+        from labkit.core.metrics import alpha as alpha_of
+        from labkit.core.metrics import counts, draft_cost
 
-        runs = [r for k, rs in self.results.items() if k > 0 for r in rs]
-        return estimate_alpha_c(runs) if runs else (None, None)
+        c = counts(r for k, rs in self.results.items() if k > 0 for r in rs)
+        return alpha_of(c), draft_cost(c)
 
     def redraw(self) -> None:
         alpha, c = self.estimates()
@@ -408,10 +453,11 @@ class SpeedSweep(BackgroundRun):
 
 
 class PolicySweep(BackgroundRun):
-    """Fixed k against draft-length policies, measured live: plain decoding first (the baseline), then each
-    configuration ({label: int k or policy}) through the one sweep runner. After each, two figures redraw: the
-    speedup per configuration (with tokens per verify and mean k drafted), and the k asked / tokens drafted per round
-    of the first prompt, where a policy is seen to move. Runs in a thread; Stop works; ``.rows`` afterwards."""
+    """Fixed k against draft-length policies, measured live: plain decoding (the baseline) and each configuration
+    ({label: int k or policy}) interleaved per prompt through the one sweep runner, ``repeats`` times. After each
+    repeat, two figures redraw: the speedup per configuration (medians so far, with tokens per verify and mean draft
+    length), and the k asked / tokens drafted per round of the first prompt, where a policy is seen to move. Rows
+    carry ``speed_spread`` from the repeats. Runs in a thread; Stop works; ``.rows`` afterwards."""
 
     def __init__(self, target: Any, drafter: Any, configs: Mapping[str, Any], prompts: Sequence[Any],
                  max_new_tokens: int = 48, repeats: int = 1, title: str = "fixed k or a policy", **gen: Any):
@@ -435,20 +481,33 @@ class PolicySweep(BackgroundRun):
         return self.start(lambda me: me._work())  # type: ignore[arg-type]
 
     def _work(self) -> None:
-        from labkit.measure.sweep import run_sweep
+        from labkit.core.draft_length import FixedK, as_policy
+        from labkit.measure.sweep import labkit_runner, run_side_by_side, sweep_point
 
         todo = {"plain": (None, 0), **{label: (self.drafter, k) for label, k in self.configs.items()}}
-        for i, (label, (drafter, k)) in enumerate(todo.items()):
+        runners = {label: labkit_runner(self.target, d, k, [self.check], **self.gen) for label, (d, k) in todo.items()}
+        per_rep: dict[str, list[list[GenerationResult]]] = {label: [] for label in todo}
+        for rep in range(self.repeats):  # every repeat runs every configuration, interleaved per prompt
             self.check()
-            self.status(f"measuring {html.escape(label)} …")
-            row = run_sweep(self.target, {label: drafter}, [k], self.prompts, max_new_tokens=self.max_new_tokens,
-                            repeats=self.repeats, base=self.results.get("plain"), hooks=[self.check],
-                            warmup=i < 2, **self.gen)[0]
-            self.results[label] = row.pop("results")
-            self.rows.append({"config": label, **row})
+            self.status(f"repeat {rep + 1}/{self.repeats}: plain decoding and {len(self.configs)} configurations, "
+                        "interleaved …")
+            records = run_side_by_side(runners, {"": self.prompts}, self.max_new_tokens, seed=rep,
+                                       warmup_tokens=8 if rep == 0 else 0,
+                                       device=getattr(self.target, "device", "cpu"))
+            for label in todo:
+                per_rep[label].append([r["result"] for r in records if r["config"] == label])
+            self.results = {label: reps[0] for label, reps in per_rep.items()}
+            self.rows = []
+            for label, (_, k) in todo.items():
+                policy = as_policy(k)
+                row = sweep_point(policy.k_max, per_rep[label], per_rep["plain"])
+                self.rows.append({"config": label, "drafter": "plain" if label == "plain" else "drafter", **row,
+                                  "policy": None if isinstance(policy, FixedK) else repr(policy)})
             self.redraw()
-            self.status(f"{html.escape(label)}: {row['speedup']:.2f}× ({row['tokens_per_verify']:.2f} tokens/verify, "
-                        f"mean k {row['mean_k']:.1f})")
+            best = max(self.rows[1:], key=lambda r: r["speedup"] or 0)
+            self.status(f"after repeat {rep + 1}: fastest {html.escape(best['config'])} at {best['speedup']:.2f}× "
+                        f"({best['tokens_per_verify']:.2f} tokens/verify, mean draft length "
+                        f"{best['mean_draft_length']:.1f})")
 
     def first_prompt(self) -> dict[str, GenerationResult]:
         """Each drafting configuration's run on the first prompt (first repeat): the rounds the k figure shows."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import os
 import platform
 import statistics
@@ -25,25 +26,30 @@ from typing import Any
 
 import torch
 
-from labkit.core.records import position_counts
-from labkit.measure import theory
+from labkit.core import metrics
+from labkit.measure import machine, theory
 from labkit.measure.prompts import CATEGORIES, prompt_set
 from labkit.measure.sweep import run_side_by_side
 from labkit.measure.text import repetition
-from labkit.measure.timing import copy_bandwidth, verify_cost_curve, weight_bytes
+from labkit.measure.timing import weight_bytes
 
 DEFAULT_KS = (0, 1, 2, 3, 4, 6, 8, 12, 16)
 LABKIT_DRAFTERS = ("ngram", "early-exit", "mtp", "hybrid")
-VERIFY_KS = (1, 2, 4, 8)  # the header's verify-cost curve T(k+1)/T(1)
 HF_MODES = ("greedy", "prompt-lookup", "early-exit", "assistant")
 POLICIES = ("auto", "heuristic", "confidence")  # dynamic draft length: labkit.core.draft_length
+ENGINES = ("labkit", "transformers", "llama.cpp")
+# llama.cpp's drafters: ngram-mod is its --spec-default (its own draft lengths); the others run at the bench's ks
+LLAMA_METHODS = ("plain", "ngram-mod", "ngram-simple", "ngram-map-k")
+# the labkit.core.metrics quantities a row carries when the engine reports its rounds (glossary: docs/metrics.md)
+ROUND_METRICS = ("tokens_per_verify", "mean_draft_length", "mean_acceptance_length", "draft_acceptance_rate",
+                 "acceptance_by_position", "conditional_acceptance_by_position", "alpha", "draft_cost")
 
 
 @dataclass(frozen=True)
 class Method:
     """One configuration: an engine, a drafting method and a draft length k (0 = plain decoding)."""
 
-    engine: str  # "labkit" | "transformers"
+    engine: str  # "labkit" | "transformers" | "llama.cpp"
     name: str  # labkit: "plain" or a drafter spec; transformers: one of HF_MODES
     k: int = 0
     decoding: str = "greedy"  # or "sampled": the settings' temperature, top-k, top-p (labkit only)
@@ -83,6 +89,9 @@ class BenchSettings:
     top_k: int | None = None
     top_p: float | None = None
     progress: bool = True
+    engines: tuple[str, ...] = ("labkit", "transformers")  # + "llama.cpp": llama-server on the same GGUF
+    llama_server: str | None = None  # the llama-server binary (default: $LABKIT_LLAMA_SERVER or labkit's build)
+    llama_methods: tuple[str, ...] = LLAMA_METHODS
 
     def sampling(self) -> str:
         """The sampled settings in words, e.g. "T=1 top-k=64 top-p=0.95"."""
@@ -100,6 +109,7 @@ class Workload:
     runners: dict[str, Callable[[torch.Tensor, int], tuple[list[int], Any]]] = field(default_factory=dict)
     verify_cost: dict[int, float] | None = None  # T(k+1)/T(1) measured before the runs: the "auto" policy uses it
     skipped: dict[str, str] = field(default_factory=dict)  # method or drafter -> why it was not run
+    engines: list[Any] = field(default_factory=list)  # servers started for the run: always closed at its end
 
 
 # ----------------------------------------------------------------------------------------------- setting up
@@ -186,6 +196,10 @@ def plan(s: BenchSettings, w: Workload) -> list[Method]:
             methods += [Method("transformers", mode, k) for k in ks]
     if HF_GREEDY not in methods:
         methods.insert(0, HF_GREEDY)  # the baseline every ratio is taken against
+    if "llama.cpp" in s.engines:
+        for name in s.llama_methods:
+            ks = [0] if name in ("plain", "ngram-mod") else [k for k in s.ks if k > 0]
+            methods += [Method("llama.cpp", name, k) for k in ks]
     return methods
 
 
@@ -207,10 +221,30 @@ def build_runners(s: BenchSettings, w: Workload, methods: list[Method]) -> list[
                 w.skipped[f"labkit/{m.name}"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
         if m.engine == "labkit" and m.name != "plain" and drafters[m.name] is None:
             continue
-        w.runners[m.key] = (_labkit_runner(s, w, drafters.get(m.name), m) if m.engine == "labkit"
-                            else _hf_runner(s, w, m))
+        if m.engine == "llama.cpp":
+            w.runners[m.key] = _llama_runner(s, w, m)
+        else:
+            w.runners[m.key] = (_labkit_runner(s, w, drafters.get(m.name), m) if m.engine == "labkit"
+                                else _hf_runner(s, w, m))
         kept.append(m)
     return kept
+
+
+def _llama_runner(s: BenchSettings, w: Workload, m: Method) -> Callable:
+    """A llama-server for this method (started now, on the embedded GGUF, kept for the whole run)."""
+    from labkit.engines.llama_cpp import LlamaCppEngine
+    from labkit.models.embedded import gguf_path
+
+    if s.model != "gemma3-270m":
+        raise ValueError("engines: llama.cpp runs the embedded GGUF only (--model gemma3-270m)")
+    eng = LlamaCppEngine(gguf_path(), m.name, m.k, binary=s.llama_server, threads=torch.get_num_threads())
+    w.engines.append(eng)
+
+    def run(ids: torch.Tensor, n: int) -> tuple[list[int], Any]:
+        out = eng.run(ids.tolist(), n)
+        return list(out.tokens or []), out
+
+    return run
 
 
 def _make_drafter(spec: str, s: BenchSettings, w: Workload) -> Any:
@@ -295,18 +329,16 @@ def _hf_runner(s: BenchSettings, w: Workload, m: Method) -> Callable:
 
 
 def _run_record(rec: dict[str, Any], prompt_ids: torch.Tensor) -> dict[str, Any]:
-    """A sweep record as the bench keeps it: counts instead of the result, so runs pool and serialize."""
+    """A sweep record as the bench keeps it: labkit.core.metrics Counts instead of the result, so runs pool and
+    serialize. The wall time is the one taken around the call, the same clock for every engine."""
     tokens, res = rec["tokens"], rec["result"]
-    r: dict[str, Any] = {"method": rec["config"], "category": rec["category"], "prompt": rec["prompt"],
-                         "repeat": rec["repeat"], "seconds": rec["seconds"], "cpu_seconds": rec["cpu_seconds"],
-                         "new_tokens": len(tokens), "tokens": tokens,
-                         "repetition": repetition(prompt_ids.tolist(), tokens)}
-    if res is not None:  # labkit: acceptance counts, pooled later (transformers exposes none)
-        st = res.stats
-        tried, kept = position_counts(res.rounds)
-        r.update(rounds=st.rounds, drafted=st.drafted, accepted=st.accepted, cost_ratio=st.cost_ratio,
-                 pos_tried=tried, pos_accepted=kept)
-    return r
+    c = (res.counts if hasattr(res, "counts") and isinstance(res.counts, metrics.Counts)  # a served engine's run
+         else metrics.counts(res) if res is not None else metrics.Counts(new_tokens=len(tokens), runs=1))
+    c = dataclasses.replace(c, new_tokens=len(tokens), wall_seconds=rec["seconds"])
+    return {"method": rec["config"], "category": rec["category"], "prompt": rec["prompt"],
+            "repeat": rec["repeat"], "seconds": rec["seconds"], "cpu_seconds": rec["cpu_seconds"],
+            "new_tokens": len(tokens), "tokens": tokens, "counts": c, "has_rounds": res is not None,
+            "repetition": repetition(prompt_ids.tolist(), tokens)}
 
 
 def measure(s: BenchSettings, w: Workload, methods: list[Method]) -> list[dict[str, Any]]:
@@ -329,25 +361,20 @@ def measure(s: BenchSettings, w: Workload, methods: list[Method]) -> list[dict[s
 # ----------------------------------------------------------------------------------------------- summarizing
 
 
-def _pool(runs: list[dict], key: str) -> int:
-    return sum(r.get(key) or 0 for r in runs)
-
-
-def _positions(runs: list[dict]) -> list[float]:
-    n = max((len(r.get("pos_tried", [])) for r in runs), default=0)
-    tried = [sum(r["pos_tried"][j] for r in runs if len(r.get("pos_tried", [])) > j) for j in range(n)]
-    acc = [sum(r["pos_accepted"][j] for r in runs if len(r.get("pos_accepted", [])) > j) for j in range(n)]
-    return [a / t if t else 0.0 for a, t in zip(acc, tried, strict=True)]
+def _pool(runs: list[dict]) -> metrics.Counts:
+    return metrics.counts(r["counts"] for r in runs)
 
 
 def _tok_s(runs: list[dict], clock: str = "seconds") -> float | None:
-    """Median over repeats of (tokens / seconds) summed over the prompts of one repeat."""
+    """End-to-end tok/s (labkit.core.metrics) of each repeat pooled over its prompts, median over repeats; ``clock``
+    "cpu_seconds" divides by this process's CPU time instead of the wall time."""
     per_rep: dict[int, list[dict]] = {}
     for r in runs:
         per_rep.setdefault(r["repeat"], []).append(r)
     if any(r.get(clock) is None for r in runs):
         return None
-    return statistics.median(_pool(v, "new_tokens") / sum(x[clock] for x in v) for v in per_rep.values())
+    return metrics.median_over(metrics.end_to_end_tok_s(_pool(v), sum(x[clock] for x in v))
+                               for v in per_rep.values())
 
 
 def _mean(runs: list[dict], key: str) -> float | None:
@@ -361,21 +388,14 @@ def _same_as_greedy(runs: list[dict], greedy: dict[tuple, list[int]]) -> float:
 
 
 def _row(m: Method, cat: str, runs: list[dict], greedy: dict[tuple, list[int]]) -> dict[str, Any]:
-    rounds, drafted, accepted = _pool(runs, "rounds"), _pool(runs, "drafted"), _pool(runs, "accepted")
-    labkit = m.engine == "labkit"
-    mal = (accepted + rounds) / rounds if labkit and rounds else None
-    alpha = None
-    if labkit and m.k > 0 and not m.policy and mal is not None:  # alpha from MAL needs one k for every round
-        alpha = theory.alpha_from_mean_accepted_length(min(max(mal, 1.0), m.k + 1.0), m.k)
-    costs = [r["cost_ratio"] for r in runs if r.get("cost_ratio") is not None]
+    """One (method, category) row: labkit.core.metrics of the pooled counts (engines that expose no rounds, like
+    transformers, get None for the acceptance quantities), end-to-end tok/s as the median over repeats."""
+    q = metrics.metrics(_pool(runs))
+    rounds = all(r["has_rounds"] for r in runs) and bool(runs)
     return {"engine": m.engine, "method": m.name, "k": m.k, "decoding": m.decoding, "policy": m.policy,
-            "category": cat, "mean_k": drafted / rounds if labkit and rounds else None,
-            "tok_s": _tok_s(runs),
-            "tok_s_cpu": _tok_s(runs, "cpu_seconds"),
-            "runs": len(runs), "new_tokens": _pool(runs, "new_tokens"),
-            "mean_accepted_length": mal, "acceptance_rate": accepted / drafted if labkit and drafted else None,
-            "alpha": alpha, "cost_ratio": statistics.median(costs) if costs else None,
-            "per_position_acceptance": _positions(runs) if labkit else None,
+            "category": cat, "end_to_end_tok_s": _tok_s(runs), "tok_s_cpu": _tok_s(runs, "cpu_seconds"),
+            "runs": len(runs), "new_tokens": q.counts.new_tokens,
+            **{name: getattr(q, name) if rounds else None for name in ROUND_METRICS},
             "repetition": _mean(runs, "repetition"), "same_as_hf_greedy": _same_as_greedy(runs, greedy)}
 
 
@@ -392,12 +412,16 @@ def summarize(runs: list[dict], methods: list[Method], categories: list[str]) ->
         per_cat = [_row(m, c, [r for r in mine if r["category"] == c], greedy) for c in categories]
         rows += per_cat
         rows.append(_row(m, "all", mine, greedy))
-    for speed, ratio in (("tok_s", "ratio_vs_hf_greedy"), ("tok_s_cpu", "ratio_cpu_vs_hf_greedy")):
+    for speed, ratio in (("end_to_end_tok_s", "ratio_vs_hf_greedy"), ("tok_s_cpu", "ratio_cpu_vs_hf_greedy")):
         _ratios(rows, speed, ratio, lambda r: r["engine"] == "transformers" and r["method"] == "greedy")
     for decoding in dict.fromkeys(r.get("decoding", "greedy") for r in rows):
-        _ratios(rows, "tok_s", "ratio_vs_plain", lambda r, d=decoding: r["engine"] == "labkit"
+        _ratios(rows, "end_to_end_tok_s", "ratio_vs_plain", lambda r, d=decoding: r["engine"] == "labkit"
                 and r["method"] == "plain" and r.get("decoding", "greedy") == d,
-                only=lambda r, d=decoding: r.get("decoding", "greedy") == d)
+                only=lambda r, d=decoding: r.get("decoding", "greedy") == d and r["engine"] != "llama.cpp")
+    # llama.cpp against its own plain decoding, and every row against llama.cpp's plain decoding
+    llama_plain = lambda r: r["engine"] == "llama.cpp" and r["method"] == "plain"  # noqa: E731
+    _ratios(rows, "end_to_end_tok_s", "ratio_vs_plain", llama_plain, only=lambda r: r["engine"] == "llama.cpp")
+    _ratios(rows, "end_to_end_tok_s", "ratio_vs_llama_plain", llama_plain)
     return rows
 
 
@@ -421,24 +445,28 @@ def _same_method(a: dict, b: dict) -> bool:
     return all(a.get(f) == b.get(f) for f in ("engine", "method", "k", "decoding", "policy"))
 
 
-def theory_curves(rows: list[dict], k_max: int = 16) -> list[dict[str, Any]]:
-    """Per labkit drafter: alpha (median over k of the alpha that explains its mean accepted length) and c
-    (median measured cost ratio), the speedup labkit.measure.theory predicts for k = 0..k_max, and what was measured."""
+def theory_curves(rows: list[dict], k_max: int = 16, verify_cost: dict[int, float] | None = None
+                  ) -> list[dict[str, Any]]:
+    """Per labkit drafter: alpha and c (labkit.core.metrics, median over its fixed-k rows), the speedup
+    labkit.measure.theory predicts for k = 0..k_max on this run's verify-cost curve (None: a free verify), and what
+    was measured."""
     # alpha^i holds for greedy acceptance at one k: sampled rows and dynamic-k rows stay out
     rows = [r for r in rows if r.get("decoding", "greedy") == "greedy" and not r.get("policy")]
-    plain = {r["category"]: r["tok_s"] for r in rows if r["engine"] == "labkit" and r["method"] == "plain"}
+    plain = {r["category"]: r["end_to_end_tok_s"] for r in rows if r["engine"] == "labkit" and r["method"] == "plain"}
     out = []
     for name in dict.fromkeys(r["method"] for r in rows if r["engine"] == "labkit" and r["k"] > 0):
         mine = [r for r in rows if r["engine"] == "labkit" and r["method"] == name and r["category"] == "all"]
         alphas = [r["alpha"] for r in mine if r["alpha"] is not None]
-        costs = [r["cost_ratio"] for r in mine if r["cost_ratio"] is not None]
+        costs = [r["draft_cost"] for r in mine if r["draft_cost"] is not None]
         if not alphas:
             continue
         a, c = statistics.median(alphas), statistics.median(costs) if costs else 0.0
         out.append({"drafter": name, "alpha": a, "c": c,
-                    "curve": [{"k": k, "speedup": theory.speedup(a, k, c)} for k in range(k_max + 1)],
-                    "best_k": theory.best_k(a, c, k_max)[0],
-                    "measured": [{"k": r["k"], "speedup": r["tok_s"] / plain["all"]} for r in mine] if plain else []})
+                    "curve": [{"k": k, "speedup": theory.speedup(a, k, c, theory.verify_at(verify_cost, k))}
+                              for k in range(k_max + 1)],
+                    "best_k": theory.best_k(a, c, k_max, theory.curve_to(verify_cost, k_max))[0],
+                    "measured": [{"k": r["k"], "speedup": r["end_to_end_tok_s"] / plain["all"]} for r in mine]
+                    if plain else []})
     return out
 
 
@@ -449,10 +477,10 @@ def add_roofline(rows: list[dict], wbytes: int) -> None:
     """Weight GB/s each row implies: tokens/s x bytes of weights a token costs when read once per token
     (speculation can exceed the copy rate: one weight read serves several tokens); and actual target forwards/s."""
     for r in rows:
-        r["weight_gbps"] = r["tok_s"] * wbytes / 1e9
-        tpf = r["mean_accepted_length"] or (1.0 if r["k"] == 0 else None)
-        r["tokens_per_forward"] = tpf
-        r["target_forward_gbps"] = r["tok_s"] / tpf * wbytes / 1e9 if tpf else None
+        r["weight_gbps"] = r["end_to_end_tok_s"] * wbytes / 1e9
+        tpf = r["tokens_per_verify"] or (1.0 if r["k"] == 0 else None)  # plain decoding: 1 token per forward
+        r["tokens_per_verify"] = tpf
+        r["target_forward_gbps"] = r["end_to_end_tok_s"] / tpf * wbytes / 1e9 if tpf else None
 
 
 # ----------------------------------------------------------------------------------------------- entry points
@@ -465,19 +493,23 @@ def run_bench(s: BenchSettings, out_dir: str | Path | None = None, workload: Wor
     w = workload or load_workload(s)
     first = next(iter(w.prompts.values()))[0]
     threads = set_threads(s.threads, _forward_probe(w.target, first))
-    context = min(100, min(int(x.numel()) for v in w.prompts.values() for x in v))  # fits the tiny models too
     # measured before the runs: the header prints it and the "auto" draft-length policy decides with it
-    w.verify_cost = verify_cost_curve(w.target, VERIFY_KS, context=context, repeats=2 if s.quick else 5)
-    methods = build_runners(s, w, plan(s, w))
-    runs = measure(s, w, methods)
+    ref = machine.reference(w.target, rounds=4 if s.quick else machine.ROUNDS, copy_megabytes=16 if s.quick else 256)
+    w.verify_cost = ref.curve
+    try:
+        methods = build_runners(s, w, plan(s, w))
+        runs = measure(s, w, methods)
+    finally:  # servers never outlive the bench, whatever ended it
+        for eng in w.engines:
+            eng.close()
     cats = list(w.prompts)
     rows = summarize(runs, methods, cats)
     wbytes = weight_bytes(w.target.model)
     add_roofline(rows, wbytes)
-    meta = _meta(s, w, threads, wbytes)
-    meta["verify_cost"] = w.verify_cost
-    result = {"meta": meta, "rows": rows, "theory": theory_curves(rows, max(s.ks)),
-              "skipped": w.skipped, "runs": [{k: v for k, v in r.items() if k != "tokens"} for r in runs]}
+    meta = _meta(s, w, threads, wbytes, ref)
+    result = {"meta": meta, "rows": rows, "theory": theory_curves(rows, max(s.ks), w.verify_cost),
+              "skipped": w.skipped, "runs": [{**{k: v for k, v in r.items() if k not in ("tokens", "counts")},
+                                    "counts": r["counts"].as_dict()} for r in runs]}
     if out_dir is not None:
         from labkit.measure.report import write_all
 
@@ -502,15 +534,18 @@ def _forward_probe(target: Any, ids: torch.Tensor) -> Callable[[], float]:
     return probe
 
 
-def _meta(s: BenchSettings, w: Workload, threads: int, wbytes: int) -> dict[str, Any]:
+def _meta(s: BenchSettings, w: Workload, threads: int, wbytes: int, ref: machine.Reference) -> dict[str, Any]:
     import transformers
+
+    from labkit.threads import load_average
 
     dev = w.target.device
     return {"settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(s).items()},
             "model": w.target.name, "dtype": str(w.target.dtype), "device": str(dev), "threads": threads,
             "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
             "torch": torch.__version__, "transformers": transformers.__version__,
-            "weight_bytes": wbytes, "copy_gbps": copy_bandwidth(dev) / 1e9,
+            "weight_bytes": wbytes, "copy_gbps": ref.copy_gb_s, "verify_cost": ref.curve,
+            "machine_reference": ref.as_dict(), "load_average": load_average(),
             "prompts": {c: [int(x.numel()) for x in v] for c, v in w.prompts.items()},
             "baseline": HF_GREEDY.key, "when": time.strftime("%Y-%m-%d %H:%M:%S")}
 
@@ -521,6 +556,15 @@ def _csv_ints(text: str) -> tuple[int, ...]:
 
 def _csv_strs(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _csv_engines(text: str) -> tuple[str, ...]:
+    engines = _csv_strs(text)
+    if bad := [e for e in engines if e not in ENGINES]:
+        raise argparse.ArgumentTypeError(f"unknown engine {', '.join(bad)}; choose from {', '.join(ENGINES)}")
+    if "transformers" not in engines:
+        engines = ("transformers", *engines)  # its greedy generate is the baseline every table starts from
+    return engines
 
 
 def _csv_policies(text: str) -> tuple[str, ...]:
@@ -553,10 +597,11 @@ def settings_from_args(a: argparse.Namespace) -> BenchSettings:
                       early_exit_layers=a.early_exit_layers, prompts_per_category=a.prompts_per_category,
                       cache=a.cache, compile_mode=a.compile, seed=a.seed, progress=not a.no_progress,
                       temperature=a.temperature, top_k=a.top_k, top_p=a.top_p)
-    for name in ("ks", "policies", "repeats", "max_new_tokens", "drafters", "hf_modes", "categories"):
+    for name in ("ks", "policies", "repeats", "max_new_tokens", "drafters", "hf_modes", "categories", "engines"):
         v = getattr(a, name)
         if v is not None:
             setattr(s, name, v)
+    s.llama_server = a.llama_server
     return s
 
 
@@ -615,6 +660,11 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--top-k", type=int, default=None, help="sampling: keep the k likeliest tokens (Gemma: 64)")
     p.add_argument("--top-p", type=float, default=None, help="sampling: nucleus mass (Gemma: 0.95)")
     p.add_argument("--out", default="bench-out", help="folder for bench.json, bench.csv, bench.html")
+    p.add_argument("--engines", type=_csv_engines, default=None,
+                   help="labkit,transformers (default), and llama.cpp: llama-server on the same GGUF, plain, "
+                        "ngram-mod (--spec-default) and ngram-simple / ngram-map-k at the bench's ks")
+    p.add_argument("--llama-server", default=None, metavar="PATH",
+                   help="the llama-server binary (default: $LABKIT_LLAMA_SERVER, else `labkit llama-server build`)")
     p.add_argument("--quick", action="store_true", help="tiny random models, 16 tokens: a smoke run in seconds")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_bench)

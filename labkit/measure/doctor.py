@@ -19,10 +19,10 @@ from typing import Any
 import torch
 
 from labkit.measure import theory
-from labkit.measure.timing import copy_bandwidth, time_forward, verify_cost_curve
-from labkit.threads import cores, default_threads, fastest_threads, load_average
+from labkit.measure.machine import ROUNDS
+from labkit.threads import choose_threads, cores, default_threads, load_average
 
-KS = (1, 2, 3, 4, 8)
+KS = (1, 2, 3, 4, 6, 8, 12, 15)  # labkit.measure.machine.KS: the same curve every caller quotes
 ALPHAS = (0.5, 0.7, 0.9)  # drafter acceptance levels the verdict gives advice for
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -53,13 +53,13 @@ class Verdict:
         else:
             kind = (f"rarely pays here: {cost}, almost as much as the tokens it checks (the forward is compute-bound, "
                     "e.g. without native bf16)")
-        lines.append(f"speculative decoding {kind}; a free drafter (prompt lookup) needs acceptance above {a:.2f} "
-                     "per drafted token, a drafter that costs time needs more")
+        lines.append(f"speculative decoding {kind}; a free drafter (prompt lookup) needs alpha above {a:.2f}, a "
+                     "drafter that costs time needs more")
         for row in self.advice:
             if row["k"] == 0:
-                lines.append(f"  acceptance {row['alpha']:.1f}: no k beats plain decoding")
+                lines.append(f"  alpha {row['alpha']:.1f}: no k beats plain decoding")
             else:
-                lines.append(f"  acceptance {row['alpha']:.1f}: k = {row['k']:.0f} should give {row['speedup']:.2f}x")
+                lines.append(f"  alpha {row['alpha']:.1f}: k = {row['k']:.0f} should give {row['speedup']:.2f}x")
         return "\n".join(lines)
 
 
@@ -70,7 +70,7 @@ def curve_text(verify_cost: dict[int, float]) -> str:
 
 def verdict(verify_cost: dict[int, float], alphas: tuple[float, ...] = ALPHAS) -> Verdict:
     """The theory (labkit.measure.theory) with a measured verify cost curve, for a free drafter."""
-    verify_cost = {k: max(1.0, r) for k, r in verify_cost.items()}  # below 1 is timing noise: more work, not less
+    # the curve comes clamped and non-decreasing from labkit.measure.machine (the one place that decides that)
     grid = [i / 100 for i in range(1, 100)]
     even = next((a for a in grid if theory.best_k(a, 0.0, max(verify_cost), verify_cost)[0] > 0), None)
     advice = []
@@ -93,11 +93,12 @@ class Diagnosis:
     copy_gb_s: float
     one_token_ms: dict[str, float]  # dtype -> ms of a one-token forward
     verify_cost: dict[str, dict[int, float]]  # dtype -> {k: T(k+1)/T(1)}
-    thread_ms: dict[int, float]  # threads -> ms of a one-token forward
-    fastest_threads: int
-    policy_threads: int  # what labkit's thread policy picks now without measuring
+    thread_ms: dict[int, float]  # threads -> seconds of labkit.threads' probe (median of interleaved rounds)
+    fastest_threads: int  # what labkit.threads.choose_threads picked (the CLI, bench and notebooks use the same)
+    policy_threads: int  # what labkit's thread policy (load average only, no probe) would pick now
     dtype: str  # what labkit uses by default
     verdict: Verdict
+    references: dict[str, dict[str, Any]] = field(default_factory=dict)  # dtype -> labkit.measure.machine reference
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -116,9 +117,14 @@ def cpu_info() -> tuple[str, dict[str, bool]]:
     return name, {f: f in flags for f in CPU_FLAGS}
 
 
-def diagnose(target: Any = None, ks: tuple[int, ...] = KS, repeats: int = 3, device: str | None = None,
-             copy_megabytes: int = 256) -> Diagnosis:
-    """Measure this machine (the embedded target unless one is given; its weights are converted between dtypes)."""
+def diagnose(target: Any = None, ks: tuple[int, ...] = KS, repeats: int = ROUNDS, device: str | None = None,
+             copy_megabytes: int = 256, refresh: bool = True) -> Diagnosis:
+    """Measure this machine (the embedded target unless one is given; its weights are converted between dtypes).
+
+    The verify-cost curves are labkit.measure.machine's reference, measured afresh (``repeats`` interleaved rounds)
+    and stored as this session's reference, so notebooks and the bench that follow quote the same numbers;
+    ``refresh=False`` reuses the session's reference where there is one (a notebook that measured it already)."""
+    from labkit.measure import machine
     from labkit.models.load import as_target, default_device, load_target
 
     t0 = time.perf_counter()
@@ -128,25 +134,21 @@ def diagnose(target: Any = None, ks: tuple[int, ...] = KS, repeats: int = 3, dev
     target = as_target(target)
     model = target.model
     name, features = cpu_info()
-    policy = default_threads()
-
-    def one_token_ms(reps: int = repeats, context: int = 100) -> float:
-        return time_forward(target, [1], context=context, repeats=reps)[0]["ms"]
-
-    # short probes (a short prefill, one timed forward): a slow thread count is very slow on a busy machine
-    best, thread_s = fastest_threads(lambda: one_token_ms(1, context=16), rounds=2)
+    load = load_average()
+    policy = default_threads()  # the load average's answer, for comparison: it lags
+    best, thread_s = choose_threads(refresh=refresh)
     torch.set_num_threads(best)
-    copy = copy_bandwidth(dev, megabytes=copy_megabytes)
-    ms, curves = {}, {}
+    ms, curves, refs = {}, {}, {}
     for dname, dt in DTYPES.items():  # bf16 first: labkit's default, and the model arrives in it
         model.to(dt)
-        ms[dname] = one_token_ms()
-        curves[dname] = verify_cost_curve(target, ks, repeats=repeats)
+        ref = machine.reference(target, ks, rounds=repeats, refresh=refresh, copy_megabytes=copy_megabytes)
+        ms[dname], curves[dname], refs[dname] = ref.one_token_ms, ref.curve, ref
     model.to(torch.bfloat16)
-    d = Diagnosis(device=dev.type, cpu=name, n_cores=cores(), load=load_average(),
-                  capability=torch.backends.cpu.get_cpu_capability(), features=features, copy_gb_s=copy / 1e9,
-                  one_token_ms=ms, verify_cost=curves, thread_ms=thread_s, fastest_threads=best,
-                  policy_threads=policy, dtype="bf16", verdict=verdict(curves["bf16"]))
+    d = Diagnosis(device=dev.type, cpu=name, n_cores=cores(), load=load,
+                  capability=torch.backends.cpu.get_cpu_capability(), features=features,
+                  copy_gb_s=refs["bf16"].copy_gb_s, one_token_ms=ms, verify_cost=curves, thread_ms=thread_s,
+                  fastest_threads=best, policy_threads=policy, dtype="bf16", verdict=verdict(curves["bf16"]),
+                  references={k: r.as_dict() for k, r in refs.items()})
     d.notes = notes(d)
     d.seconds = time.perf_counter() - t0
     return d
@@ -163,11 +165,10 @@ def notes(d: Diagnosis) -> list[str]:
         out.append(f"fp32 was faster than bf16 here ({fp32:.1f} vs {bf16:.1f} ms per token): pass --dtype fp32")
     else:
         out.append(f"labkit uses bf16 (its default): {bf16:.1f} ms per one-token forward here, fp32 {fp32:.1f} ms")
-    if d.fastest_threads == d.policy_threads:
-        out.append(f"labkit uses {d.policy_threads} thread(s) now, the fastest count measured")
-    else:
-        out.append(f"labkit's thread policy picks {d.policy_threads} thread(s) now, but {d.fastest_threads} measured "
-                   f"faster: set LABKIT_THREADS={d.fastest_threads} (the bench probes and picks it by itself)")
+    out.append(f"labkit uses {d.fastest_threads} thread(s) now, the fastest count its probe measured (the CLI, the "
+               "bench and the notebooks run the same probe)"
+               + ("" if d.fastest_threads == d.policy_threads else
+                  f"; the load average alone would have said {d.policy_threads}, as it lags a minute behind"))
     if d.load is not None and d.load > d.n_cores:
         out.append(f"the machine is busy (load average {d.load:.1f} on {d.n_cores} cores): these timings include "
                    "waiting for a core; run `labkit doctor` again when it is idle")
@@ -177,20 +178,32 @@ def notes(d: Diagnosis) -> list[str]:
 def render(d: Diagnosis) -> str:
     """The doctor's report as text."""
     feats = ", ".join(f for f, on in d.features.items() if on) or "none of " + ", ".join(CPU_FLAGS)
-    threads = ", ".join(f"{n}: {ms:.1f} ms" for n, ms in sorted(d.thread_ms.items()))
+    threads = ", ".join(f"{n}: {1e3 * secs:.1f} ms" for n, secs in sorted(d.thread_ms.items()))
     load = f"{d.load:.1f}" if d.load is not None else "unknown"
     lines = [
         f"machine: {d.cpu} ({d.device}), {d.n_cores} cores, load average {load}",
         f"cpu features: {feats}; torch kernels: {d.capability}",
         f"copy rate: {d.copy_gb_s:.1f} GB/s",
         f"one-token forward: bf16 {d.one_token_ms['bf16']:.1f} ms, fp32 {d.one_token_ms['fp32']:.1f} ms "
-        f"(threads {threads})",
-        f"fp32 verify cost against a 1-token forward: {curve_text(d.verify_cost['fp32'])}",
-        "bf16 " + d.verdict.text(),
+        f"(thread probe {threads})",
+        *_reference_lines(d, "fp32"),
+        *_reference_lines(d, "bf16"),
+        "bf16 " + d.verdict.text(with_curve=False),
         *d.notes,
         f"(measured in {d.seconds:.0f} s)",
     ]
     return "\n".join(lines)
+
+
+def _reference_lines(d: Diagnosis, dtype: str) -> list[str]:
+    """The dtype's verify-cost curve with its spread, from the machine reference the doctor measured."""
+    ref = d.references.get(dtype)
+    if not ref:
+        return [f"{dtype} verify cost against a 1-token forward: {curve_text(d.verify_cost[dtype])}"]
+    spread = {int(k): v for k, v in ref["spread"].items()}
+    curve = ", ".join(f"{k + 1} tokens {v:.2f}x ±{spread[k] / 2:.2f}" for k, v in sorted(d.verify_cost[dtype].items()))
+    return [f"{dtype} verify cost T(n)/T(1) ({ref['rounds']} interleaved rounds, median ± half the interquartile "
+            f"range; non-decreasing): {curve}", *ref.get("notes", [])]
 
 
 def cmd_doctor(a: argparse.Namespace) -> int:

@@ -183,7 +183,7 @@ def check_greedy(rep: Report, device: torch.device, compile_mode: str | None = N
             out = SpeculativeDecoder(target, drafter, k=k, cache=cache, compile_mode=cm).generate(ids, max_new_tokens=n)
             how = f"{cache} cache" + (f", compiled ({cm})" if cm else "")
             rep.check(f"{name} k={k} ({how}) == plain", out.token_ids == plain[id(target)],
-                      f"{out.stats.accepted} drafts accepted, {time.perf_counter() - t0:.1f}s")
+                      f"{out.stats.counts.accepted} drafts accepted, {time.perf_counter() - t0:.1f}s")
     if compile_mode:
         return
     t4, a4 = (m.to(device) for m in tiny_gemma4_pair(vocab_size=64, seed=0))  # window 8: rollback past the window
@@ -263,9 +263,11 @@ def check_lossless(rep: Report, device: torch.device, draws: int) -> None:
 
 
 def device_copy_gbps(device: torch.device, mbytes: int) -> float:
-    from labkit.measure.timing import copy_bandwidth
+    import statistics
 
-    return copy_bandwidth(device, megabytes=mbytes) / 1e9
+    from labkit.measure.timing import copy_rates
+
+    return statistics.median(copy_rates(device, megabytes=mbytes)) / 1e9
 
 
 def bench_table(rep: Report, args: argparse.Namespace, target: Any, assistant: Any, device: torch.device) -> dict:
@@ -295,17 +297,18 @@ def report_bandwidth(rep: Report, result: dict) -> None:
     meta = result["meta"]
     overall = [r for r in result["rows"] if r["category"] == "all"]
     plain = next(r for r in overall if r["method"] == "plain")
-    gbps = plain["tok_s"] * meta["weight_bytes"] / 1e9
-    rep.info("roofline: labkit plain decoding", f"{plain['tok_s']:.1f} tok/s x {meta['weight_bytes'] / 1e6:.1f} MB "
+    gbps = plain["end_to_end_tok_s"] * meta["weight_bytes"] / 1e9
+    rep.info("roofline: labkit plain decoding", f"{plain['end_to_end_tok_s']:.1f} tok/s x "
+             f"{meta['weight_bytes'] / 1e6:.1f} MB "
              f"of weights read per token = {gbps:.1f} GB/s, {100 * gbps / meta['copy_gbps']:.0f}% of the measured "
              f"copy rate ({meta['copy_gbps']:.0f} GB/s, read + write)")
-    rep.data["roofline"] = {"plain_tok_s": plain["tok_s"], "weight_bytes": meta["weight_bytes"],
+    rep.data["roofline"] = {"plain_tok_s": plain["end_to_end_tok_s"], "weight_bytes": meta["weight_bytes"],
                             "achieved_gbps": gbps, "copy_gbps": meta["copy_gbps"]}
     for r in overall:
         if r["method"] in ("plain", "greedy", "assistant", "mtp"):
-            rep.info(f"{r['engine']} {r['method']} k={r['k']}", f"{r['tok_s']:.1f} tok/s, "
+            rep.info(f"{r['engine']} {r['method']} k={r['k']}", f"{r['end_to_end_tok_s']:.1f} tok/s, "
                      f"{r['ratio_vs_hf_greedy']:.2f}x transformers greedy" + (
-                         f", {r['mean_accepted_length']:.2f} tokens/verify" if r["mean_accepted_length"] else ""))
+                         f", {r['tokens_per_verify']:.2f} tokens/verify" if r["tokens_per_verify"] else ""))
     for c in result["theory"]:
         rep.info(f"theory for {c['drafter']}", f"alpha={c['alpha']:.2f}, c={c['c']:.3f} -> best k={c['best_k']}, "
                  f"{theory.best_k(c['alpha'], c['c'], 16)[1]:.2f}x over plain")
@@ -378,12 +381,10 @@ def real_pair_comparison(prompts: list[str], device: str | torch.device, k: int 
     rows = compare(target, {"plain": None, "Gemma 4 assistant": assistant}, prompts, k=k,
                    max_new_tokens=max_new_tokens)
     plain, spec = rows[0]["results"], rows[1]["results"]
-    rounds = [r for res in spec for r in res.rounds]
-    by_pos = [sum(r.accepted > i for r in rounds) / max(1, sum(len(r.drafted) > i for r in rounds)) for i in range(k)]
     speedup = rows[1]["speedup"]
     verdict = ("faster than" if speedup > 1.05 else "slower than" if speedup < 0.95 else "about as fast as")
     return {"rows": [{key: v for key, v in r.items() if key != "results"} for r in rows],
-            "acceptance_by_position": by_pos,
+            "acceptance_by_position": rows[1]["acceptance_by_position"],
             "same_tokens": all(a.token_ids == b.token_ids for a, b in zip(plain, spec, strict=True)),
             "summary": f"In this run the assistant (k={k}) was {verdict} plain decoding: {speedup:.2f}x, "
                        f"{rows[1]['tokens_per_verify']:.2f} tokens per target forward."}
@@ -416,11 +417,12 @@ def real_bench(rep: Report, args: argparse.Namespace, device: torch.device) -> d
     lab, hf = overall.get(("labkit", "assistant")), overall.get(("transformers", "assistant"))
     plain = overall[("labkit", "plain")]
     if lab:
-        pos = ", ".join(f"{a:.2f}" for a in lab["per_position_acceptance"] or [])
-        rep.info("real: labkit + assistant (k=4)", f"{lab['tok_s']:.1f} tok/s, {lab['tok_s'] / plain['tok_s']:.2f}x "
+        pos = ", ".join(f"{a:.2f}" for a in lab["acceptance_by_position"] or [])
+        ratio = lab["end_to_end_tok_s"] / plain["end_to_end_tok_s"]
+        rep.info("real: labkit + assistant (k=4)", f"{lab['end_to_end_tok_s']:.1f} tok/s, {ratio:.2f}x "
                  f"labkit plain, {lab['ratio_vs_hf_greedy']:.2f}x transformers greedy; acceptance by position {pos}")
     if hf:
-        rep.info("real: transformers + assistant (k=4)", f"{hf['tok_s']:.1f} tok/s, "
+        rep.info("real: transformers + assistant (k=4)", f"{hf['end_to_end_tok_s']:.1f} tok/s, "
                  f"{hf['ratio_vs_hf_greedy']:.2f}x transformers greedy")
     return {"rows": result["rows"], "meta": result["meta"]}
 

@@ -9,10 +9,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-CSV_COLUMNS = ("engine", "method", "k", "policy", "mean_k", "decoding", "category", "tok_s", "ratio_vs_hf_greedy",
-               "ratio_vs_plain", "tok_s_cpu", "ratio_cpu_vs_hf_greedy", "runs", "new_tokens", "repetition",
-               "mean_accepted_length", "acceptance_rate", "alpha", "cost_ratio", "per_position_acceptance",
-               "same_as_hf_greedy", "weight_gbps", "tokens_per_forward", "target_forward_gbps")
+CSV_COLUMNS = ("engine", "method", "k", "policy", "mean_draft_length", "decoding", "category", "end_to_end_tok_s",
+               "ratio_vs_hf_greedy", "ratio_vs_plain", "ratio_vs_llama_plain", "tok_s_cpu", "ratio_cpu_vs_hf_greedy",
+               "runs", "new_tokens", "repetition", "tokens_per_verify", "mean_acceptance_length",
+               "draft_acceptance_rate", "alpha", "draft_cost", "acceptance_by_position",
+               "conditional_acceptance_by_position", "same_as_hf_greedy", "weight_gbps", "target_forward_gbps")
 
 
 def label(r: dict[str, Any]) -> str:
@@ -32,8 +33,9 @@ def policy_lines(rows: list[dict[str, Any]]) -> list[str]:
         if fixed:
             best = max(fixed, key=lambda x: x["ratio_vs_plain"])
             verdict = "at least as fast as" if r["ratio_vs_plain"] >= best["ratio_vs_plain"] else "slower than"
-            lines.append(f"{label(r)}: {r['ratio_vs_plain']:.2f}x plain, {r['mean_k']:.1f} drafted per round on "
-                         f"average; {verdict} the best fixed k ({best['k']}: {best['ratio_vs_plain']:.2f}x)")
+            lines.append(f"{label(r)}: {r['ratio_vs_plain']:.2f}x plain, mean draft length "
+                         f"{r['mean_draft_length']:.1f}; {verdict} the best fixed k ({best['k']}: "
+                         f"{best['ratio_vs_plain']:.2f}x)")
     return lines
 
 
@@ -41,19 +43,28 @@ def _f(x: Any, fmt: str, width: int) -> str:
     return f"{'-':>{width}}" if x is None else f"{x:>{width}{fmt}}"
 
 
-def verify_cost_lines(curve: dict[Any, float]) -> list[str]:
-    """The header's verify cost T(k+1)/T(1) measured in this run, and what `labkit doctor` concludes from it."""
+def verify_cost_lines(curve: dict[Any, float], reference: dict[str, Any] | None = None) -> list[str]:
+    """The header's verify cost T(k+1)/T(1) (labkit.measure.machine's reference: with its spread, when and where it
+    was measured), and what `labkit doctor` concludes from it."""
     from labkit.measure.doctor import curve_text, verdict
 
     vc = {int(k): v for k, v in curve.items()}  # keys are strings after a JSON round trip
-    return [f"verify cost against a 1-token forward, measured in this run: {curve_text(vc)}",
-            *verdict(vc).text(with_curve=False).splitlines()]
+    if reference:
+        from labkit.measure.machine import Reference
+
+        ref = Reference(**{**reference, **{f: {int(k): v for k, v in reference[f].items()}
+                                           for f in ("curve", "raw", "spread", "ms")}})
+        head = ref.text().splitlines()
+    else:
+        head = [f"verify cost against a 1-token forward: {curve_text(vc)}"]
+    return [*head, *verdict(vc).text(with_curve=False).splitlines()]
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """One line per configuration: tok/s over all categories, ratio to transformers' greedy (mean over
+    """One line per configuration: end-to-end tok/s over all categories, ratio to transformers' greedy (mean over
     categories), the ratio per category, ratio to labkit plain decoding with the same decoding (greedy or sampled),
-    tokens per verify, acceptance, repetition (share of generated 4-grams seen before), text equal to greedy's."""
+    tokens per verify, mean acceptance length (MAL), draft acceptance rate, c (labkit.core.metrics names),
+    repetition (share of generated 4-grams seen before), text equal to greedy's."""
     meta, rows = result["meta"], result["rows"]
     cats = [c for c in meta["prompts"]]
     head = (f"{meta['model']} ({meta['dtype']}, {meta['device']}, {meta['threads']} threads), "
@@ -62,26 +73,35 @@ def format_table(result: dict[str, Any]) -> str:
             f"weights {meta['weight_bytes'] / 1e6:.0f} MB; labkit cache {meta['settings'].get('cache', 'dynamic')}"
             + (f", compiled ({meta['settings']['compile_mode']})" if meta["settings"].get("compile_mode") else ""))
     heads = [head]
-    if meta.get("verify_cost"):  # the same verdict as `labkit doctor`, from this run's curve
-        heads += verify_cost_lines(meta["verify_cost"])
+    if meta.get("load_average") is not None:
+        heads.append(f"load average {meta['load_average']:.2f} on {meta.get('cpu_count')} cores when the runs ended")
+    if meta.get("verify_cost"):  # the same verdict as `labkit doctor`, from the session's one machine reference
+        heads += verify_cost_lines(meta["verify_cost"], meta.get("machine_reference"))
     st = meta["settings"]
     if st.get("temperature"):
         sampling = " ".join([f"T={st['temperature']:g}"] + ([f"top-k={st['top_k']}"] if st.get("top_k") else [])
                             + ([f"top-p={st['top_p']:g}"] if st.get("top_p") else []))
         heads.append(f"sampled rows: {sampling}, seed {st.get('seed', 0)}; 'x plain' is against labkit plain "
                      "decoding with the same sampling")
-    cols = f"{'configuration':<42}{'tok/s':>8}{'x greedy':>9}" + "".join(f"{c[:8]:>9}" for c in cats)
-    cols += f"{'x plain':>8}{'cpu x':>7}{'tok/fwd':>8}{'accept':>8}{'c':>7}{'rep4':>6}{'=greedy':>8}"
+    cols = f"{'configuration':<42}{'e2e tok/s':>10}{'x greedy':>9}" + "".join(f"{c[:8]:>9}" for c in cats)
+    llama = any(r.get("ratio_vs_llama_plain") for r in rows)  # llama.cpp ran: every row against its plain too
+    cols += f"{'x plain':>8}" + (f"{'x llama':>8}" if llama else "")
+    cols += f"{'cpu x':>7}{'tok/ver':>8}{'MAL':>6}{'acc rate':>9}{'c':>7}{'rep4':>6}{'=greedy':>8}"
+    heads.append("columns: e2e tok/s = end-to-end tokens per second; x plain = against the same engine's plain "
+                 "decoding (transformers: labkit's); x llama = against llama.cpp plain; tok/ver = tokens per verify; "
+                 "MAL = mean acceptance length; acc rate = draft acceptance rate; c = draft cost (docs/metrics.md)")
     lines = [*heads, cols, "-" * len(cols)]
     overall = [r for r in rows if r["category"] == "all"]
     for r in overall:
         per = {x["category"]: x["ratio_vs_hf_greedy"] for x in rows if _same(x, r) and x["category"] != "all"}
-        acc = None if r["acceptance_rate"] is None else 100 * r["acceptance_rate"]
-        lines.append(f"{label(r):<42}{r['tok_s']:>8.2f}{r['ratio_vs_hf_greedy']:>8.2f}x"
+        acc = None if r["draft_acceptance_rate"] is None else 100 * r["draft_acceptance_rate"]
+        lines.append(f"{label(r):<42}{r['end_to_end_tok_s']:>10.2f}{r['ratio_vs_hf_greedy']:>8.2f}x"
                      + "".join(f"{per[c]:>8.2f}x" for c in cats) + _f(r.get("ratio_vs_plain"), ".2f", 7) + "x"
+                     + ((_f(r.get("ratio_vs_llama_plain"), ".2f", 7) + "x") if llama else "")
                      + _f(r.get("ratio_cpu_vs_hf_greedy"), ".2f", 6) + "x"
-                     + _f(r["mean_accepted_length"], ".2f", 8) + _f(acc, ".0f", 7) + ("%" if acc is not None else " ")
-                     + _f(r["cost_ratio"], ".3f", 7) + _f(r.get("repetition"), ".2f", 6)
+                     + _f(r["tokens_per_verify"], ".2f", 8) + _f(r["mean_acceptance_length"], ".2f", 6)
+                     + _f(acc, ".0f", 8) + ("%" if acc is not None else " ")
+                     + _f(r["draft_cost"], ".3f", 7) + _f(r.get("repetition"), ".2f", 6)
                      + f"{100 * r['same_as_hf_greedy']:>7.0f}%")
     lines += policy_lines(rows)
     for what, why in result.get("skipped", {}).items():
@@ -99,8 +119,9 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
         w.writeheader()
         for r in rows:
             d = dict(r)
-            if d.get("per_position_acceptance") is not None:
-                d["per_position_acceptance"] = ";".join(f"{x:.4f}" for x in d["per_position_acceptance"])
+            for key in ("acceptance_by_position", "conditional_acceptance_by_position"):
+                if d.get(key) is not None:
+                    d[key] = ";".join("" if x is None else f"{x:.4f}" for x in d[key])
             w.writerow(d)
 
 
@@ -157,7 +178,7 @@ def fig_positions(rows: list[dict], curves: list[dict]) -> Any:
         mine = [r for r in rows if r["engine"] == "labkit" and r["method"] == name and r["category"] == "all"
                 and not r.get("policy")]
         r = max(mine, key=lambda r: r["k"])
-        pos = r["per_position_acceptance"] or []
+        pos = r["acceptance_by_position"] or []
         fig.add_trace(go.Bar(x=list(range(1, len(pos) + 1)), y=pos, name=f"{name} k={r['k']}"))
         if name in alphas and pos:
             fig.add_trace(go.Scatter(x=list(range(1, len(pos) + 1)), y=position_acceptance(alphas[name], len(pos)),
@@ -188,12 +209,12 @@ def fig_roofline(rows: list[dict], meta: dict) -> Any:
     import plotly.graph_objects as go
 
     roof = meta["copy_gbps"] * 1e9 / meta["weight_bytes"]
-    pts = [r for r in rows if r["category"] == "all" and r.get("tokens_per_forward")]
-    xmax = max([r["tokens_per_forward"] for r in pts] + [1.0]) * 1.1
+    pts = [r for r in rows if r["category"] == "all" and r.get("tokens_per_verify")]
+    xmax = max([r["tokens_per_verify"] for r in pts] + [1.0]) * 1.1
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[0, xmax], y=[0, roof * xmax], mode="lines", name=(
         f"memory roof: {meta['copy_gbps']:.1f} GB/s / {meta['weight_bytes'] / 1e6:.0f} MB per forward")))
-    fig.add_trace(go.Scatter(x=[r["tokens_per_forward"] for r in pts], y=[r["tok_s"] for r in pts],
+    fig.add_trace(go.Scatter(x=[r["tokens_per_verify"] for r in pts], y=[r["end_to_end_tok_s"] for r in pts],
                              mode="markers", text=[label(r) for r in pts], name="configurations",
                              customdata=[r["weight_gbps"] for r in pts],
                              hovertemplate="%{text}<br>%{y:.1f} tok/s = %{customdata:.1f} GB/s of weights"))

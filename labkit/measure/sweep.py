@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from labkit.core import metrics
 from labkit.core.records import GenerationResult
 from labkit.measure.text import repetition
 from labkit.measure.timing import time_call
@@ -98,9 +99,9 @@ def run_sweep(target: Any, drafters: Mapping[str, Any], ks: Sequence[Any], promp
     ``drafters`` maps a name to a drafter, or to None for plain decoding (k = 0). ``ks`` holds ints and draft-length
     policies (labkit.core.draft_length, or "auto"); a policy's row has k = its k_max and policy = its repr (None
     for a fixed k). Speedups divide by the plain configuration's speed, or by ``base`` (results measured earlier)
-    when there is none. Rows: drafter, k, policy, tok_per_s (median over repeats of decode tokens/s pooled over
-    prompts), speedup, tokens_per_verify, mean_k (tokens drafted per round), acceptance (alpha, see
-    ``estimate_alpha_c``), acceptance_rate, c, repetition, results.
+    when there is none. Rows: drafter, k, policy, decode_tok_s (median over repeats of decode tokens/s pooled over
+    prompts), speedup, and the quantities of labkit.core.metrics by their glossary names (see ``sweep_point``),
+    repetition, results.
     """
     lengths = _draft_lengths(ks)
     configs = {f"{name}/k=0" if d is None else f"{name}/{label}": (name, (0, 0) if d is None else lengths[label])
@@ -121,36 +122,6 @@ def run_sweep(target: Any, drafters: Mapping[str, Any], ks: Sequence[Any], promp
 # ----------------------------------------------------------------------------------------------- summarizing
 
 
-def decode_seconds(result: GenerationResult) -> float:
-    """Draft + verify time of every round: decoding without the prefill (which spec decoding does not change)."""
-    return sum(r.draft_seconds + r.verify_seconds for r in result.rounds)
-
-
-def decode_tps(results: GenerationResult | Sequence[GenerationResult]) -> float:
-    """Decoding tokens per second, pooled over results."""
-    rs = [results] if isinstance(results, GenerationResult) else list(results)
-    secs = sum(decode_seconds(r) for r in rs)
-    return sum(len(r.token_ids) for r in rs) / secs if secs > 0 else 0.0
-
-
-def estimate_alpha_c(results: Sequence[GenerationResult]) -> tuple[float | None, float | None]:
-    """Pooled acceptance rate alpha and draft/verify cost ratio c.
-
-    alpha is the maximum-likelihood rate of i.i.d. acceptance: every drafted position the verifier looked at is
-    a trial; it succeeds unless it is the round's first rejection (accepted / (accepted + rejections)).
-    c is seconds per drafted token over seconds per verify forward.
-    """
-    acc = sum(r.accepted for res in results for r in res.rounds)
-    rej = sum(r.rejected_at is not None for res in results for r in res.rounds)
-    drafted = sum(len(r.drafted) for res in results for r in res.rounds)
-    n = sum(len(res.rounds) for res in results)
-    draft_s = sum(r.draft_seconds for res in results for r in res.rounds)
-    verify_s = sum(r.verify_seconds for res in results for r in res.rounds)
-    alpha = acc / (acc + rej) if acc + rej else None
-    c = (draft_s / drafted) / (verify_s / n) if drafted and n and verify_s > 0 else None
-    return alpha, c
-
-
 def _per_repeat(runs: Sequence[Any] | None) -> list[list[GenerationResult]]:
     """Runs grouped by repeat: a flat list of results is one repeat."""
     if not runs:
@@ -159,28 +130,27 @@ def _per_repeat(runs: Sequence[Any] | None) -> list[list[GenerationResult]]:
 
 
 def sweep_point(k: int, runs: Sequence[Any], base: Sequence[Any] | None) -> dict[str, Any]:
-    """One configuration's row: speed (median over repeats) and its ratio to plain decoding on the same prompts.
+    """One configuration's row: its labkit.core.metrics pooled over every run, decode tok/s as the median over
+    repeats (each repeat pooled over the prompts), and the speedup over plain decoding's median on the same prompts.
 
     ``runs`` and ``base`` are results, or lists of results per repeat.
     """
     reps, base_reps = _per_repeat(runs), _per_repeat(base)
     flat = [r for rs in reps for r in rs]
-    tps = statistics.median(decode_tps(rs) for rs in reps)
-    base_tps = statistics.median(decode_tps(rs) for rs in base_reps) if base_reps else 0.0
-    alpha, c = estimate_alpha_c(flat) if k > 0 else (None, None)
-    rounds = sum(len(r.rounds) for r in flat)
-    drafted = sum(r.stats.drafted for r in flat)
-    return {"k": k, "tok_per_s": tps, "speedup": tps / base_tps if base_tps else float("nan"),
-            "tokens_per_verify": sum(len(r.token_ids) for r in flat) / rounds if rounds else 0.0,
-            "mean_k": drafted / rounds if rounds else 0.0,
-            "alpha": alpha, "acceptance_rate": sum(r.stats.accepted for r in flat) / drafted if drafted else None,
-            "c": c, "repetition": statistics.fmean(repetition(r.prompt_ids, r.token_ids) for r in flat)}
+    m = metrics.metrics(flat)
+    per_rep = [metrics.decode_tok_s(metrics.counts(rs)) for rs in reps]
+    tps = metrics.median_over(per_rep)
+    base_tps = metrics.median_over(metrics.decode_tok_s(metrics.counts(rs)) for rs in base_reps)
+    return {"k": k, "decode_tok_s": tps, "speedup": metrics.speedup(tps, base_tps),
+            "speed_spread": metrics.spread(per_rep),
+            "tokens_per_verify": m.tokens_per_verify, "mean_draft_length": m.mean_draft_length,
+            "mean_acceptance_length": m.mean_acceptance_length, "draft_acceptance_rate": m.draft_acceptance_rate,
+            "acceptance_by_position": m.acceptance_by_position, "alpha": m.alpha, "draft_cost": m.draft_cost,
+            "repetition": statistics.fmean(repetition(r.prompt_ids, r.token_ids) for r in flat)}
 
 
 def compare(target: Any, drafters: dict[str, Any], prompts: Sequence[str], k: int = 4, max_new_tokens: int = 48,
             **gen: Any) -> list[dict[str, Any]]:
-    """Each drafter (None = plain) on the same prompts: tokens/verify, acceptance, c, decode tok/s, speedup."""
+    """Each drafter (None = plain) at one k on the same prompts: run_sweep's rows without the k and policy."""
     rows = run_sweep(target, drafters, [k], prompts, max_new_tokens=max_new_tokens, **gen)
-    return [{"drafter": r["drafter"], "tokens_per_verify": r["tokens_per_verify"], "acceptance": r["alpha"],
-             "c": r["c"], "tok_per_s": r["tok_per_s"], "speedup": r["speedup"], "repetition": r["repetition"],
-             "results": r["results"]} for r in rows]
+    return [{key: v for key, v in r.items() if key not in ("k", "policy")} for r in rows]

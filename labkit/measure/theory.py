@@ -7,6 +7,9 @@ Leviathan et al. 2022: with i.i.d. acceptance alpha, a round yields (1 - alpha^(
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
+
+from labkit.core.draft_length import verify_ratio
 
 
 def _check(alpha: float, k: int, c: float = 0.0) -> None:
@@ -27,13 +30,15 @@ def expected_tokens_per_verify(alpha: float, k: int) -> float:
 
 
 def speedup(alpha: float, k: int, c: float, verify_cost: float = 1.0) -> float:
-    """Wall-time speedup over plain decoding: tokens per round / (k * c + verify_cost).
+    """Wall-time speedup over plain decoding: tokens per round / (verify_cost * (1 + k * c)).
 
+    ``c`` is labkit.core.metrics.draft_cost: one draft step in verify forwards, timed in the same rounds.
     ``verify_cost`` is T(k+1)/T(1), a verify forward over k+1 tokens in one-token forwards (measured by
-    labkit.measure.timing.verify_cost_curve); 1.0 is the textbook assumption of a free verify.
+    labkit.measure.machine.reference); 1.0 is the textbook assumption of a free verify, where this is Leviathan et
+    al.'s (1 - alpha^(k+1)) / ((1 - alpha)(k c + 1)).
     """
     _check(alpha, k, c)
-    return expected_tokens_per_verify(alpha, k) / (k * c + (verify_cost if k else 1.0))
+    return expected_tokens_per_verify(alpha, k) / ((verify_cost if k else 1.0) * (1 + k * c))
 
 
 def best_k(alpha: float, c: float, k_max: int = 32, verify_cost: Mapping[int, float] | None = None
@@ -52,12 +57,26 @@ def position_acceptance(alpha: float, k: int) -> list[float]:
     return [alpha**i for i in range(1, k + 1)]
 
 
-def alpha_from_mean_accepted_length(tau: float, k: int, tol: float = 1e-9) -> float:
-    """Invert expected_tokens_per_verify: the alpha that gives mean accepted length tau at draft length k."""
-    if not 1 <= tau <= k + 1:
-        raise ValueError(f"tau: must be in [1, k+1] = [1, {k + 1}], got {tau!r}")
-    lo, hi = 0.0, 1.0
-    while hi - lo > tol:  # monotone in alpha: bisection is plenty
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if expected_tokens_per_verify(mid, k) < tau else (lo, mid)
-    return (lo + hi) / 2
+def verify_at(curve: Mapping[int, float] | None, k: int) -> float:
+    """V(k) = T(k+1)/T(1) from a measured curve {k: ratio} (linear in between and beyond, the same interpolation as
+    the cost model's); 1.0 (a free verify) without a curve."""
+    return 1.0 if curve is None or k == 0 else verify_ratio(curve, k)
+
+
+def curve_to(curve: Mapping[int, float] | None, k_max: int) -> dict[int, float] | None:
+    """The curve at every k = 1..k_max (for best_k), or None."""
+    return None if curve is None else {k: verify_at(curve, k) for k in range(1, k_max + 1)}
+
+
+def served_speedup(counts: Any, curve: Mapping[int, float]) -> float | None:
+    """What an engine's own counters and its verify-cost curve predict for a free drafter (n-gram): tokens per
+    verify over the mean cost of its verify steps, where a step without a draft costs one forward and a step with
+    one costs V(mean draft length). ``counts``: labkit.core.metrics Counts (a server's counters will do)."""
+    from labkit.core import metrics
+
+    steps, tpv = counts.rounds, metrics.tokens_per_verify(counts)
+    if not steps or tpv is None:
+        return None
+    draft_len = counts.draft_tokens / counts.drafts if counts.drafts else 0.0
+    cost = ((steps - counts.drafts) + counts.drafts * verify_at(curve, draft_len)) / steps
+    return tpv / cost

@@ -1,7 +1,11 @@
-"""Timing and machine measurements: device sync, forward cost against tokens, copy and matmul rates."""
+"""Timing primitives: device sync, forward cost against tokens (interleaved), copy and matmul rates.
+
+labkit.measure.machine turns them into the one machine reference every notebook, the bench and the doctor quote.
+"""
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -30,37 +34,67 @@ def time_call(fn: Callable[[], Any], device: torch.device | str = "cpu") -> tupl
 
 
 @torch.inference_mode()
-def time_forward(target: Any, ks: Sequence[int], context: int = 100, repeats: int = 5) -> list[dict[str, Any]]:
-    """Median ms of one target forward over k new tokens on top of ``context`` cached tokens (the verify step)."""
+def forward_times(target: Any, ns: Sequence[int], context: int = 100, rounds: int = 5, seed: int = 0
+                  ) -> dict[int, list[float]]:
+    """Seconds of one target forward over n new tokens (logits at all n, as a verify needs) on top of ``context``
+    cached tokens, for each n, ``rounds`` times: interleaved in a shuffled order per round so machine noise hits every
+    n alike. The first call of each shape warms kernels up and is not counted; the cache is rolled back after each."""
     t = as_target(target)
     dev = t.device
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(10, min(t.vocab_size, 30000), (context + max(ks),), generator=g).to(dev)
+    ns = sorted(set(ns))
+    context = max(1, min(context, t.max_context - max(ns) - 1))
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(min(10, t.vocab_size - 1), min(t.vocab_size, 30000), (context + max(ns),), generator=g).to(dev)
     cache = new_cache(t.model)
     t.model(input_ids=ids[None, :context], cache=cache, use_cache=True, logits_to_keep=1)
-    rows = []
-    for k in ks:
-        x = ids[None, context: context + k]
-        times = []
-        for rep in range(repeats + 1):  # the first call of each shape warms up kernels and is not counted
-            secs, _ = time_call(lambda x=x: t.model(input_ids=x, cache=cache, use_cache=True), dev)  # logits at all k
-            if rep:
-                times.append(secs)
-            crop(cache, context)
-        rows.append({"k": k, "ms": 1e3 * statistics.median(times), "device": dev.type})
-    return rows
+
+    def forward(n: int) -> float:
+        secs, _ = time_call(lambda: t.model(input_ids=ids[None, context: context + n], cache=cache, use_cache=True),
+                            dev)
+        crop(cache, context)
+        return secs
+
+    for n in ns:
+        forward(n)
+    rng = random.Random(seed)
+    times: dict[int, list[float]] = {n: [] for n in ns}
+    for _ in range(rounds):
+        order = list(ns)
+        rng.shuffle(order)
+        for n in order:
+            times[n].append(forward(n))
+    return times
 
 
-def verify_cost_curve(target: Any, ks: Sequence[int] = (1, 2, 4, 8), context: int = 100,
-                      repeats: int = 5) -> dict[int, float]:
-    """Cost of a verify forward over k+1 tokens relative to a 1-token forward, T(k+1)/T(1), for each k.
+def time_forward(target: Any, ks: Sequence[int], context: int = 100, repeats: int = 5) -> list[dict[str, Any]]:
+    """Median ms of one target forward over k new tokens on top of ``context`` cached tokens (``forward_times``,
+    interleaved), with the interquartile range: one model's forward cost against k (notebooks 08, 09)."""
+    times = forward_times(target, ks, context, repeats)
+    dev = as_target(target).device.type
+    return [{"k": k, "ms": 1e3 * statistics.median(ts), "iqr_ms": 1e3 * iqr(ts), "device": dev}
+            for k, ts in times.items()]
 
-    The speed-up theory's c-free ingredient: near 1 the verify is almost free (memory-bound), near k+1 it costs as
-    much as k+1 plain steps and no drafter can win.
-    """
-    rows = time_forward(target, sorted({1, *(k + 1 for k in ks)}), context=context, repeats=repeats)
-    ms = {r["k"]: r["ms"] for r in rows}
-    return {k: ms[k + 1] / ms[1] for k in ks}
+
+@torch.inference_mode()
+def product_times(weight: torch.Tensor, rows: Sequence[int] = (1, 4), rounds: int = 9) -> dict[int, float]:
+    """Median ms of ``x @ weight.T`` for x with each number of rows, interleaved: whether a one-row product (a
+    one-token forward's) takes a different kernel path than a small matrix product (a verify's)."""
+    xs = {n: torch.randn(n, weight.shape[1], dtype=weight.dtype, device=weight.device) for n in rows}
+    for x in xs.values():
+        x @ weight.T
+    times: dict[int, list[float]] = {n: [] for n in rows}
+    for _ in range(rounds):
+        for n in rows:
+            times[n].append(time_call(lambda n=n: xs[n] @ weight.T, weight.device)[0])
+    return {n: 1e3 * statistics.median(ts) for n, ts in times.items()}
+
+
+def iqr(xs: Sequence[float]) -> float:
+    """Interquartile range (the full range for fewer than 4 values): the spread a timing is quoted with."""
+    if len(xs) < 4:
+        return max(xs) - min(xs)
+    q = statistics.quantiles(xs, n=4)
+    return q[2] - q[0]
 
 
 def weight_bytes(model: Any) -> int:
@@ -78,13 +112,14 @@ def weight_bytes(model: Any) -> int:
 
 
 @torch.inference_mode()
-def copy_bandwidth(device: str | torch.device = "cpu", megabytes: int = 256, repeats: int = 5) -> float:
-    """Memory bandwidth in bytes/s from copying a big tensor (read + write both counted)."""
+def copy_rates(device: str | torch.device = "cpu", megabytes: int = 256, repeats: int = 5) -> list[float]:
+    """Memory bandwidth in bytes/s from copying a big tensor (read + write both counted), once per repeat after a
+    warm-up copy (labkit.measure.machine keeps the median and spread)."""
     dev = torch.device(device)
     src = torch.empty(megabytes * 2**20, dtype=torch.uint8, device=dev).fill_(1)
     dst = torch.empty_like(src)
-    best = min(time_call(lambda: dst.copy_(src), dev)[0] for _ in range(repeats + 1))
-    return 2 * src.numel() / best
+    time_call(lambda: dst.copy_(src), dev)
+    return [2 * src.numel() / time_call(lambda: dst.copy_(src), dev)[0] for _ in range(repeats)]
 
 
 @torch.inference_mode()

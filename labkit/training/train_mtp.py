@@ -305,11 +305,14 @@ def evaluate(head: MTPHead, heldout: dict[str, torch.Tensor], parts: TargetParts
     rows = torch.arange(heldout["ids"].shape[0])
     b = batch_views(heldout, rows, parts, head.config, k)
     _, st = unroll(head, b, parts, k, 0.0, 1.0)
-    reach = [1.0] + st["chain"]  # P(first j drafts all accepted)
-    alpha = [reach[j + 1] / reach[j] if reach[j] > 0 else 0.0 for j in range(k)]
-    mal = {str(kk): 1 + sum(reach[1:kk + 1]) for kk in range(1, k + 1)}  # tokens per verify at k = kk
+    # chain[j]: the share of k-step drafts whose first j+1 tokens were all accepted, i.e. drafts whose position j+1
+    # was accepted: labkit.core.metrics' acceptance by position, from the same unconditional counts
+    reach = [1.0] + st["chain"]
+    conditional = [reach[j + 1] / reach[j] if reach[j] > 0 else None for j in range(k)]
+    mal = {str(kk): 1 + sum(reach[1:kk + 1]) for kk in range(1, k + 1)}  # mean acceptance length at k = kk
     head.train()
-    return {"per_position_acceptance": alpha, "p_chain": st["chain"], "mean_accepted_length": mal,
+    return {"acceptance_by_position": st["chain"], "conditional_acceptance_by_position": conditional,
+            "mean_acceptance_length": mal,
             "top1_in_candidates": st["covered"][0], "positions": int(b["valid"][:, b["m"]].sum())}
 
 
@@ -479,9 +482,9 @@ def train(cfg: TrainConfig, target: Target | None = None, resume: bool = False, 
         if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
             ev = evaluate(head, heldout, parts, cfg.eval_k)
             state["evals"].append({"step": state["step"], **ev})
-            bar.write(f"step {state['step']}: held-out greedy acceptance per position "
-                      f"{[round(a, 3) for a in ev['per_position_acceptance']]}, tokens/verify "
-                      f"{ {k: round(v, 2) for k, v in ev['mean_accepted_length'].items()} }")
+            bar.write(f"step {state['step']}: held-out greedy acceptance by position "
+                      f"{[round(a, 3) for a in ev['acceptance_by_position']]}, mean acceptance length by k "
+                      f"{ {k: round(v, 2) for k, v in ev['mean_acceptance_length'].items()} }")
             t_last = time.perf_counter()  # evaluation time is not training time
         if state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.steps:
             state["config"] = asdict(cfg)
@@ -551,5 +554,5 @@ def _cmd(args: argparse.Namespace) -> int:
     ev = summary["heldout"]
     print(f"wrote {Path(args.out) / 'mtp.safetensors'}: {summary['steps']} steps, data {summary['data_seconds']}s, "
           f"training {summary['train_seconds']}s; held-out greedy tokens/verify "
-          f"{ {k: round(v, 2) for k, v in ev['mean_accepted_length'].items()} }")
+          f"{ {k: round(v, 2) for k, v in ev['mean_acceptance_length'].items()} }")
     return 0

@@ -38,7 +38,6 @@ for drafter in (NGramDrafter(3), MTPDrafter.pretrained("gemma3-270m")):
     same[repr(drafter)] = all(dec.generate(p, max_new_tokens=N1).token_ids == ref
                               for p, ref in zip(greedy_prompts, refs))
     print(f"{drafter!r:>18}: identical to plain decoding on every prompt: {same[repr(drafter)]}")
-del fp32
 
 # %% [markdown]
 # ## 2 · Sampling: the same *distribution*, checked exactly
@@ -100,18 +99,50 @@ figures.distribution_compare(marginals(exact, 0, 8), {n: marginals(c, 0, 8) for 
 #
 # ## 3 · bf16: near-ties can flip
 #
-# On CPU, labkit runs the real model in bf16 (twice as fast). A verify forward scores several positions in one
-# batched matrix multiply; plain decoding scores one. The arithmetic is reordered, so logits differ in their last
-# bits — and bf16 has few: near a logit of 25, neighbouring bf16 values are 0.125 apart. When the two best tokens
-# are that close, the argmax can differ (an exact tie goes to the lower token id), and from there the two texts go
-# their separate ways. Both continuations are the target's greedy choice *given its own rounding*; neither is
-# wrong, but they are not bit-identical.
+# On CPU, labkit runs the real model in bf16 by default. How much faster that is than fp32 depends on the CPU: one
+# with native bf16 instructions (AVX512-BF16, AMX) runs it much faster, one without them gains little or nothing
+# but half the memory. So it is measured here: the median one-token forward (on top of 100 cached tokens) of the
+# same model in each dtype, both measured now, back to back, with `labkit.measure.machine.reference`:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from labkit.measure.machine import reference
+
+bf16 = load_target("gemma3-270m", device=DEVICE)
+# refresh=True, disk=False: both measured now, under the same load, and kept out of the shared on-disk cache
+one_token = {"bf16": reference(bf16, refresh=True, disk=False), "fp32": reference(fp32, refresh=True, disk=False)}
+del fp32
+for name, ref in one_token.items():
+    print(f"{name}: one-token forward {ref.one_token_ms:.1f} ms (interquartile range {ref.one_token_spread_ms:.1f} ms, "
+          f"{ref.rounds} rounds); source: {ref.source}, {ref.when}, {ref.threads} thread(s)")
+b16, f32 = one_token["bf16"], one_token["fp32"]
+bf16_gain = f32.one_token_ms / b16.one_token_ms  # > 1: bf16 is faster
+bf16_apart = abs(f32.one_token_ms - b16.one_token_ms) > (f32.one_token_spread_ms + b16.one_token_spread_ms) / 2
+times = f"bf16 {b16.one_token_ms:.0f} ms vs fp32 {f32.one_token_ms:.0f} ms per one-token forward"
+chip = "CPU" if b16.device == "cpu" else "GPU"
+if bf16_apart and bf16_gain > 1:
+    dtype_sentence = (f"bf16 is {bf16_gain:.2f}x as fast as fp32 on this machine ({times}): this {chip} has a fast "
+                      "bf16 path, which is what labkit's bf16 default is for.")
+elif bf16_apart:
+    dtype_sentence = (f"bf16 is slower than fp32 on this machine ({bf16_gain:.2f}x, {times}): this {chip} has no "
+                      'fast bf16 path; here bf16 saves memory, not time (load_target(..., dtype="fp32") is faster).')
+else:
+    dtype_sentence = (f"bf16 and fp32 are about as fast on this machine ({bf16_gain:.2f}x, {times}, within the "
+                      "spread of the timings): here bf16 saves memory, not time.")
+print(dtype_sentence)
+
+# %% [markdown]
+# What bf16 costs in exactness: a verify forward scores several positions in one batched matrix multiply; plain
+# decoding scores one. The arithmetic is reordered, so logits differ in their last bits — and bf16 has few: near a
+# logit of 25, neighbouring bf16 values are 0.125 apart. When the two best tokens are that close, the argmax can
+# differ (an exact tie goes to the lower token id), and from there the two texts go their separate ways. Both
+# continuations are the target's greedy choice *given its own rounding*; neither is wrong, but they are not
+# bit-identical.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 from labkit.lab.lossless import divergence_survey
 
-bf16 = load_target("gemma3-270m", device=DEVICE)
 capitals = "The capital of France is Paris. The capital of Germany is Berlin. The capital of Italy is"
 survey_prompts = ci_scale([capitals, prompts["conversation"][4], prompts["qa"][1]],
                           [capitals, prompts["conversation"][4]])
@@ -170,8 +201,12 @@ assert tests["speculative (correct)"]["p_value"] > 1e-3, tests["speculative (cor
 assert tests["argmax drafter, one-hot q"]["p_value"] > 1e-3, tests["argmax drafter, one-hot q"]
 assert tests["accept-all verifier (broken)"]["p_value"] < 1e-6, "the broken verifier must be caught"
 assert tests["argmax drafter, softmax q (broken)"]["p_value"] < 1e-6, "the argmax drafter must be caught"
+assert all(ref.one_token_ms > 0 and ref.source == "measured now" for ref in one_token.values()), one_token
+assert (" as fast as fp32" in dtype_sentence) == (bf16_apart and bf16_gain > 1), dtype_sentence
+assert ("slower than fp32" in dtype_sentence) == (bf16_apart and bf16_gain <= 1), dtype_sentence
 for r in diverged:  # a bf16 divergence must be a near-tie, not a bug: each run picked its own argmax
     t, (a, b) = r["tie"], r["tokens"]
     assert t["plain run"][a] >= t["plain run"][b] and t["speculative run"][b] >= t["speculative run"][a], t
     assert abs(t["plain run"][a] - t["plain run"][b]) <= 0.25 and abs(t["speculative run"][a] - t["speculative run"][b]) <= 0.25, t
-print("✓ lossless where it must be; both broken variants detected; bf16 divergences are near-ties")
+print("✓ lossless where it must be; both broken variants detected; bf16 divergences are near-ties; "
+      "the bf16 vs fp32 sentence follows the timings")

@@ -23,7 +23,7 @@
 import torch
 
 from labkit import load_target
-from labkit.measure.timing import copy_bandwidth, matmul_rate, weight_bytes
+from labkit.measure.timing import matmul_rate, weight_bytes
 
 target = load_target("gemma3-270m", device=DEVICE)  # bf16
 W = weight_bytes(target.model)
@@ -33,16 +33,22 @@ print(f"{target.name}: {W / 1e6:.0f} MB of weights read per forward, {FLOPS_PER_
 # %% [markdown]
 # ## The machine's balance
 #
-# Measured as in notebook 01: the copy rate of a 256 MB tensor and the rate of a 1024 × 1024 bf16 matmul.
+# Memory: the copy rate of the machine's one reference (`labkit.measure.machine.reference`, the same numbers
+# notebooks 00, 01 and 06 and `labkit doctor` quote: a 256 MB tensor copied, the median of several copies and
+# their spread; measured once per session and cached, and it says where it came from). Arithmetic: the rate of a
+# 1024 × 1024 bf16 matmul, as in notebook 01.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 from labkit.lab.batch import compute_bound_from
+from labkit.measure.machine import reference
 
-bandwidth = copy_bandwidth(DEVICE)
+ref = reference(target)
+bandwidth = ref.copy_gb_s * 1e9  # bytes/s
 flops = matmul_rate(DEVICE, torch.bfloat16)
 corner = compute_bound_from(W, FLOPS_PER_TOKEN, bandwidth, flops)
-print(f"memory copy rate {bandwidth / 1e9:.1f} GB/s, bf16 matmul rate {flops / 1e9:.0f} GFLOP/s: "
+print(f"memory copy rate {ref.copy_gb_s:.1f} GB/s (±{ref.copy_spread_gb_s / 2:.1f}, the machine reference: "
+      f"{ref.source}, measured {ref.when}), bf16 matmul rate {flops / 1e9:.0f} GFLOP/s: "
       f"balance {flops / bandwidth:.1f} FLOP per byte")
 print(f"roofline: reading the weights takes {1e3 * W / bandwidth:.1f} ms, one token's arithmetic "
       f"{1e3 * FLOPS_PER_TOKEN / flops:.2f} ms -> compute bound from about N = {corner:.0f} tokens per forward")

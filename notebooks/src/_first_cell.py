@@ -1,4 +1,6 @@
-# Same first cell in every labkit notebook: on Colab install labkit and turn on widgets; pick cuda when present.
+# NBVAL_IGNORE_OUTPUT
+# Same first cell in every labkit notebook: on Colab install labkit and turn on widgets; pick cuda when present;
+# print where and when this run happened (machine, load average, date).
 import subprocess
 import sys
 
@@ -11,4 +13,4 @@ if "google.colab" in sys.modules:
 
 from labkit.lab.widgets import ci_scale, notebook_setup
 
-DEVICE = notebook_setup()  # "cuda" when a GPU is present, else "cpu"
+DEVICE = notebook_setup()  # "cuda" when a GPU is present, else "cpu"; prints the run's record

@@ -1,0 +1,394 @@
+"""llama.cpp's ``llama-server`` on this machine: built once from PyPI's source, started and always stopped by labkit.
+
+Getting the binary, in this order: ``--llama-server PATH`` (or ``LlamaServer(binary=...)``), ``$LABKIT_LLAMA_SERVER``,
+labkit's cached build (``labkit llama-server build``: only the ``llama-server`` target, from the MIT-licensed
+``llama-cpp-python`` sdist, which vendors llama.cpp). A server started here listens on 127.0.0.1 on a free port,
+is ready when ``/health`` answers, and is stopped on exit, on an exception, on Ctrl-C, and (Linux) when the process
+that started it is killed: the child asks the kernel for SIGTERM when its parent dies.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from labkit.engines.base import EngineError
+
+LLAMA_CPP_PYTHON = "0.3.36"  # its sdist vendors llama.cpp at 0c1e57098 (2026-10-01)
+CMAKE_FLAGS = ("-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF",
+               "-DLLAMA_OPENSSL=OFF", "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF", "-DCMAKE_BUILD_TYPE=Release")
+BUILD_ESTIMATE_S = 9 * 60  # the first build on 2 cores here (another job running); later builds record their own
+
+
+class LlamaServerError(EngineError):
+    """Anything that keeps a llama-server from serving: one line that names the fix."""
+
+
+def cache_root() -> Path:
+    from labkit.models.embedded import cache_dir
+
+    return cache_dir() / "llama.cpp" / LLAMA_CPP_PYTHON
+
+
+def cached_binary() -> Path:
+    return cache_root() / "llama-server"
+
+
+def find_binary(explicit: str | os.PathLike | None = None) -> Path:
+    """The llama-server to run: ``explicit``, else $LABKIT_LLAMA_SERVER, else labkit's cached build."""
+    env = os.environ.get("LABKIT_LLAMA_SERVER")
+    for source, value in (("--llama-server", explicit), ("$LABKIT_LLAMA_SERVER", env)):
+        if value:
+            path = Path(value).expanduser()
+            if not (path.is_file() and os.access(path, os.X_OK)):
+                raise LlamaServerError(f"{source}: {path} is not an executable file; pass the path of a llama-server "
+                                       "binary, or build one with `labkit llama-server build`")
+            return path
+    path = cached_binary()
+    if path.is_file():
+        return path
+    raise LlamaServerError("no llama-server binary: build one with `labkit llama-server build` (about "
+                           f"{_estimate() // 60} min, once per machine), or pass --llama-server PATH / set "
+                           "LABKIT_LLAMA_SERVER")
+
+
+# ----------------------------------------------------------------------------------------------------- building
+
+
+def _estimate() -> int:
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        return int(json.loads((cache_root() / "build.json").read_text())["seconds"])
+    return BUILD_ESTIMATE_S
+
+
+def build(jobs: int | None = None, progress: bool = True, force: bool = False) -> Path:
+    """Build only ``llama-server`` from the llama-cpp-python sdist (pip downloads it) with cmake, and cache it.
+    Returns the binary; a cached one is returned at once unless ``force``."""
+    target = cached_binary()
+    if target.is_file() and not force:
+        return target
+    for tool in ("cmake", "c++"):
+        if shutil.which(tool) is None:
+            raise LlamaServerError(f"building llama-server needs {tool} on PATH (e.g. apt-get install cmake g++)")
+    from tqdm.auto import tqdm
+
+    jobs = jobs or os.cpu_count() or 2
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    print(f"building llama-server from llama-cpp-python {LLAMA_CPP_PYTHON} (llama.cpp source, MIT) with {jobs} "
+          f"job(s): about {_estimate() // 60} min on 2 cores; once per machine", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        work = Path(tmp)
+        src = _fetch_source(work)
+        log = work / "build.log"
+        _run(["cmake", "-S", str(src), "-B", str(work / "build"), *CMAKE_FLAGS], log, "configure")
+        bar = tqdm(total=100, desc="llama-server", unit="%", disable=not progress)
+        _run(["cmake", "--build", str(work / "build"), "--target", "llama-server", "-j", str(jobs)], log, "build",
+             bar)
+        bar.close()
+        built = work / "build" / "bin" / "llama-server"
+        if not built.is_file():
+            raise LlamaServerError(f"the build finished without {built.name}; see {log}")
+        shutil.copy2(built, root / "llama-server.tmp")
+        os.replace(root / "llama-server.tmp", target)  # atomic: a half-copied binary is never found
+    seconds = time.perf_counter() - t0
+    (root / "build.json").write_text(json.dumps({"seconds": round(seconds), "jobs": jobs,
+                                                 "when": time.strftime("%Y-%m-%d %H:%M")}))
+    print(f"llama-server built in {seconds / 60:.1f} min: {target}", file=sys.stderr)
+    return target
+
+
+def _fetch_source(work: Path) -> Path:
+    """The sdist from PyPI (pip knows the index and any mirror), unpacked: only vendor/llama.cpp."""
+    _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
+          f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "-d", str(work)], work / "download.log", "download")
+    sdist = next(work.glob("llama_cpp_python-*.tar.gz"))
+    marker = "/vendor/llama.cpp/"
+    with tarfile.open(sdist) as tar:
+        members = [m for m in tar.getmembers() if marker in m.name]
+        tar.extractall(work, members=members, filter="data")
+    sdist.unlink()
+    return next(work.glob("llama_cpp_python-*")) / "vendor" / "llama.cpp"
+
+
+def _run(cmd: list[str], log: Path, what: str, bar: Any = None) -> None:
+    """Run a build step, its output to ``log``; "[ 42%]" lines move ``bar``. A failure is one line naming the log."""
+    with open(log, "a", encoding="utf-8") as out:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                out.write(line)
+                m = re.match(r"\[\s*(\d+)%\]", line)
+                if bar is not None and m:
+                    bar.update(int(m.group(1)) - bar.n)
+        except BaseException:
+            proc.kill()
+            raise
+        if proc.wait() != 0:
+            raise LlamaServerError(f"llama-server {what} step failed (exit {proc.returncode}); the log is {log}")
+
+
+# ----------------------------------------------------------------------------------------------------- running
+
+_LIVE: set[LlamaServer] = set()
+
+
+def _stop_all() -> None:
+    for server in list(_LIVE):
+        server.stop()
+
+
+atexit.register(_stop_all)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (Linux prctl PR_SET_PDEATHSIG), so a killed Python
+    (a kernel killed from JupyterLab) leaves no server behind."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+class LlamaServer:
+    """One llama-server process for ``model`` (a GGUF file) with extra ``args`` (e.g. ``["--spec-default"]``).
+
+    ``with LlamaServer(gguf, ["--spec-type", "ngram-simple"]) as s: s.url`` — started on 127.0.0.1 (a free port
+    unless ``port`` is given), ready when ``/health`` answers, stopped when the block ends, whatever ends it."""
+
+    def __init__(self, model: str | os.PathLike, args: Sequence[str] = (), binary: str | os.PathLike | None = None,
+                 threads: int | None = None, port: int | None = None, ready_timeout: float = 120.0,
+                 context: int = 2048):
+        self.model, self.args = Path(model), list(args)
+        self.binary = find_binary(binary)
+        self.threads = threads or _threads()
+        self.port, self.ready_timeout, self.context = port, ready_timeout, context
+        self.proc: subprocess.Popen | None = None
+        self.log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [str(self.binary), "-m", str(self.model), "--host", "127.0.0.1", "--port", str(self.port),
+                "--metrics", "--no-webui", "-t", str(self.threads), "-c", str(self.context), "-np", "1",
+                *self.args]
+
+    def start(self) -> LlamaServer:
+        if not self.model.is_file():
+            raise LlamaServerError(f"model: {self.model} does not exist (a GGUF file; the embedded one is "
+                                   "labkit.models.embedded.gguf_path())")
+        if self.port is None:
+            self.port = free_port()
+        elif _port_taken(self.port):
+            raise LlamaServerError(f"port {self.port} on 127.0.0.1 is taken: pass another port, or none (labkit "
+                                   "picks a free one)")
+        fd, log = tempfile.mkstemp(prefix="llama-server-", suffix=".log")
+        self.log_path = Path(log)
+        with os.fdopen(fd, "w") as out:
+            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL,
+                                         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        _LIVE.add(self)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise LlamaServerError(f"llama-server exited at start (code {self.proc.returncode}): "
+                                       f"{self.last_error()}")
+            with contextlib.suppress(OSError, ValueError):
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                    if r.status == 200 and json.loads(r.read().decode()).get("status") == "ok":
+                        return
+            time.sleep(0.2)
+        raise LlamaServerError(f"llama-server did not answer /health within {self.ready_timeout:.0f} s; its log "
+                               f"is {self.log_path}")
+
+    def last_error(self) -> str:
+        """The most telling line of the server's log (an error line, else the last one)."""
+        try:
+            lines = [ln.strip() for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip()]
+        except (OSError, AttributeError):
+            return "no log"
+        errors = [ln for ln in lines if re.search(r"error|failed|couldn't|unable|invalid", ln, re.I)]
+        return (errors or lines or ["no output"])[-1][:300]
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """Terminate (SIGTERM, then SIGKILL after 5 s); safe to call twice."""
+        proc, self.proc = self.proc, None
+        _LIVE.discard(self)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def __enter__(self) -> LlamaServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"LlamaServer({self.model.name}, {' '.join(self.args) or 'plain'}, {self.url})"
+
+
+def _threads() -> int:
+    from labkit.threads import choose_threads
+
+    return choose_threads()[0]
+
+
+# ----------------------------------------------------------------------------------------------------- CLI
+
+
+def cmd_llama_server(a: Any) -> int:
+    if a.action == "build":
+        print(build(jobs=a.jobs, force=a.force, progress=not a.no_progress))
+    else:
+        print(find_binary(a.llama_server))
+    return 0
+
+
+def register_cli(sub: Any) -> None:
+    if "llama-server" in sub.choices:
+        return
+    p = sub.add_parser("llama-server", help="llama.cpp's server for `labkit bench --engines`: build it once, or "
+                                            "say which binary labkit runs")
+    p.add_argument("action", choices=("build", "path"), help="build: only the llama-server target from the "
+                   "llama-cpp-python sdist (cmake, about 9 min on 2 cores, cached); path: the binary labkit uses")
+    p.add_argument("--jobs", type=int, default=None, help="parallel compile jobs (default: every core)")
+    p.add_argument("--force", action="store_true", help="build again even when a cached binary exists")
+    p.add_argument("--llama-server", default=None, metavar="PATH", help="with path: check this binary instead")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_llama_server)
+
+
+# ----------------------------------------------------------------------------------------------------- lossless?
+
+NEAR_TIE = 0.25  # nats between the target's top two tokens: batched arithmetic may order them either way
+
+
+def greedy_difference(plain: Any, prompt: Any, ours: Sequence[int], theirs: Sequence[int]) -> dict[str, Any] | None:
+    """Where two greedy outputs of one prompt first differ, and whether it is a near-tie: plain decoding's top two
+    log-probabilities there (asked of ``plain``, a plain-decoding engine, again) are the two tokens chosen and lie
+    within NEAR_TIE nats. None when the outputs are the same."""
+    i = next((j for j, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), None)
+    if i is None:
+        return None
+    top = plain.run(prompt, i + 1, top=2).raw["probs"][i]
+    a, b = ours[i], theirs[i]
+    gap = abs(top[a] - top[b]) if a in top and b in top else float("inf")
+    return {"position": i, "gap": gap, "near_tie": gap < NEAR_TIE, "tokens": (a, b)}
+
+
+# ----------------------------------------------------------------------------------------------------- configurations
+
+
+NGRAM_N = 3  # lookup n-gram of ngram-simple / ngram-map-k: labkit's NGramDrafter(3), not llama.cpp's default 12
+
+
+def spec_args(method: str, k: int = 0, ngram_n: int | None = NGRAM_N) -> list[str]:
+    """llama-server flags for a drafting method: "plain", "ngram-mod" (llama.cpp's --spec-default), or a
+    --spec-type drafting ``k`` tokens. For ngram-simple and ngram-map-k the draft is the m-gram that followed the
+    matched n-gram, so k is ``--spec-<type>-size-m`` (``--spec-draft-n-max`` does not limit them; their default m
+    is 48), and the lookup n-gram is ``ngram_n`` tokens like labkit's prompt lookup (None: llama.cpp's default of
+    12, which rarely matches in a short generation), at most k: llama.cpp never drafts fewer tokens than the n-gram
+    it matched. Other types take k as ``--spec-draft-n-max``."""
+    if method == "plain":
+        return []
+    if method == "ngram-mod":
+        return ["--spec-default"]
+    if k < 1:
+        raise ValueError(f"k: {method} needs a draft length k >= 1, got {k}")
+    if method in ("ngram-simple", "ngram-map-k"):
+        # llama.cpp drafts nothing when the draft would be shorter than the n-gram: n <= k
+        size = [f"--spec-{method}-size-n", str(min(ngram_n, k))] if ngram_n else []
+        return ["--spec-type", method, f"--spec-{method}-size-m", str(k), *size]
+    return ["--spec-type", method, "--spec-draft-n-max", str(k)]
+
+
+class LlamaCppEngine:
+    """A llama-server for one configuration behind the engine protocol: started on construction (a free port on
+    127.0.0.1), stopped by ``close()``, by ``with``, or when Python exits."""
+
+    def __init__(self, model: str | os.PathLike, method: str = "plain", k: int = 0, binary: str | None = None,
+                 threads: int | None = None, extra: Sequence[str] = ()):
+        from labkit.engines.server import ServerEngine
+
+        self.name = f"llama.cpp {method}" + (f" k={k}" if k else "")
+        self.server = LlamaServer(model, [*spec_args(method, k), *extra], binary=binary, threads=threads).start()
+        try:
+            self.client = ServerEngine(self.server.url, name=self.name)
+        except BaseException:
+            self.server.stop()
+            raise
+
+    def run(self, prompt: Any, max_new_tokens: int, top: int = 0) -> Any:
+        if not self.server.alive():
+            raise LlamaServerError(f"{self.name}: the llama-server stopped ({self.server.last_error()}); restart the "
+                                   "run (labkit starts a new one)")
+        from labkit.engines.server import ServerError
+
+        try:
+            return self.client.run(prompt, max_new_tokens, top)
+        except ServerError as e:
+            if not self.server.alive():
+                raise LlamaServerError(f"{self.name}: the llama-server died during the request "
+                                       f"({self.server.last_error()})") from None
+            raise e
+
+    def close(self) -> None:
+        self.server.stop()
+
+    def __enter__(self) -> LlamaCppEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
