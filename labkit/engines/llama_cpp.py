@@ -173,13 +173,26 @@ def _port_taken(port: int) -> bool:
     return False
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the parent dies (Linux prctl PR_SET_PDEATHSIG), so a killed Python
-    (a kernel killed from JupyterLab) leaves no server behind."""
+def _libc_prctl() -> Any:
+    """libc's prctl, resolved in the parent: loading a library in the child of a threaded process (torch's threads)
+    is not safe between fork and exec, calling an already resolved function is."""
+    if sys.platform != "linux":
+        return None
     with contextlib.suppress(Exception):
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    return None
+
+
+_PRCTL = _libc_prctl()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (PR_SET_PDEATHSIG), so a killed Python (a kernel
+    killed from JupyterLab) leaves no server behind."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)
 
 
 class LlamaServer:
@@ -221,7 +234,7 @@ class LlamaServer:
         with os.fdopen(fd, "w") as out:
             self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL,
-                                         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                         preexec_fn=_die_with_parent if _PRCTL is not None else None)
         _LIVE.add(self)
         try:
             self._wait_ready()
