@@ -22,7 +22,8 @@ def test_generate_json_round_trip():
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert len(data["token_ids"]) == 12
-    assert data["stats"]["new_tokens"] == 12
+    assert data["stats"]["counts"]["new_tokens"] == 12  # labkit.core.metrics: counts, then every quantity
+    assert data["stats"]["tokens_per_verify"] == pytest.approx(12 / len(data["rounds"]))
     assert sum(len(x["emitted"]) for x in data["rounds"]) == 12
     assert data["config"]["k"] == 3 and data["config"]["drafter"] == "ngram(n=3)"
 
@@ -32,7 +33,7 @@ def test_generate_text_is_coloured_and_summarised():
     r = run("generate", "One, two, three, four, five,", "--max-new-tokens", "10", "--color")
     assert r.returncode == 0, r.stderr
     assert "\x1b[32m" in r.stdout or "\x1b[36m" in r.stdout or "\x1b[33m" in r.stdout
-    assert "tokens/verify" in r.stdout
+    assert "tokens per verify" in r.stdout and "draft acceptance rate" in r.stdout
 
 
 @pytest.mark.slow
@@ -52,7 +53,7 @@ def test_demo_text_has_estimate_and_table():
     r = run("demo", "--ks", "2", "--repeats", "1", "--max-new-tokens", "8")
     assert r.returncode == 0, r.stderr
     assert "demo: 6 runs of 8 tokens, about" in r.stderr
-    assert "tokens/verify" in r.stdout
+    assert "tokens per verify" in r.stdout and "draft acceptance rate" in r.stdout
 
 
 # Each bad input: exit 2, one line on stderr naming the fix, within 5 s (before any model loads).

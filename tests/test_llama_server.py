@@ -132,8 +132,10 @@ def test_the_server_stops_after_an_exception_ctrl_c_and_a_killed_parent(binary, 
     # JupyterLab): in both, no llama-server may survive it
     script = tmp_path / "child.py"
     script.write_text(textwrap.dedent(f"""
-        import json, sys, time
+        import json, signal, sys, time
         from labkit.engines.llama_cpp import LlamaServer
+        # as a Jupyter kernel does; a shell's background job would otherwise start with SIGINT ignored
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         s = LlamaServer({str(gguf)!r}).start()
         print(json.dumps({{"pid": s.proc.pid}}), flush=True)
         time.sleep(600)
