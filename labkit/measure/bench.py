@@ -335,8 +335,9 @@ def _run_record(rec: dict[str, Any], prompt_ids: torch.Tensor) -> dict[str, Any]
     c = (res.counts if hasattr(res, "counts") and isinstance(res.counts, metrics.Counts)  # a served engine's run
          else metrics.counts(res) if res is not None else metrics.Counts(new_tokens=len(tokens), runs=1))
     c = dataclasses.replace(c, new_tokens=len(tokens), wall_seconds=rec["seconds"])
+    served = hasattr(res, "counts") and isinstance(res.counts, metrics.Counts)  # the work ran in another process
     return {"method": rec["config"], "category": rec["category"], "prompt": rec["prompt"],
-            "repeat": rec["repeat"], "seconds": rec["seconds"], "cpu_seconds": rec["cpu_seconds"],
+            "repeat": rec["repeat"], "seconds": rec["seconds"], "cpu_seconds": None if served else rec["cpu_seconds"],
             "new_tokens": len(tokens), "tokens": tokens, "counts": c, "has_rounds": res is not None,
             "repetition": repetition(prompt_ids.tolist(), tokens)}
 
