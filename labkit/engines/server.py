@@ -155,7 +155,7 @@ class ServerEngine:
         import random
         import statistics
 
-        from labkit.measure.timing import iqr
+        from labkit.measure.timing import ratio_summary
 
         if self.kind != "llama.cpp":
             raise ServerError(f"{self.url}: verify cost needs llama.cpp's per-request timings (prompt_ms)")
@@ -174,9 +174,11 @@ class ServerEngine:
                 if rep:
                     ms[n].append(float(t["prompt_ms"]))
         one = ms[min(ns)]
-        return {n: {"ratio": statistics.median(a / b for a, b in zip(v, one, strict=True)),
-                    "iqr": iqr([a / b for a, b in zip(v, one, strict=True)]), "ms": statistics.median(v)}
-                for n, v in ms.items()}
+        out = {}
+        for n, v in ms.items():
+            ratio, spread = ratio_summary(v, one)
+            out[n] = {"ratio": ratio, "iqr": spread, "ms": statistics.median(v)}
+        return out
 
     def close(self) -> None:
         """Nothing to release: the server belongs to whoever started it."""

@@ -87,11 +87,11 @@ def run_record(threads: int | None = None) -> str:
 
     import torch
 
-    from labkit.measure.machine import _cpu_name
+    from labkit.measure.machine import cpu_info
     from labkit.threads import cores, load_average
 
     load = load_average()
-    dev = f"GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else _cpu_name()
+    dev = f"GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else cpu_info()[0]
     return (f"run on {dev} ({platform.machine()}), {cores()} cores, load average "
             f"{'unknown' if load is None else f'{load:.2f}'}, {threads or torch.get_num_threads()} thread(s), "
             f"torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M')}")

@@ -13,18 +13,16 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from labkit.measure import theory
-from labkit.measure.machine import ROUNDS
+from labkit.measure.machine import CPU_FLAGS, ROUNDS, cpu_info
 from labkit.threads import choose_threads, cores, default_threads, load_average
 
 KS = (1, 2, 3, 4, 6, 8, 12, 15)  # labkit.measure.machine.KS: the same curve every caller quotes
 ALPHAS = (0.5, 0.7, 0.9)  # drafter acceptance levels the verdict gives advice for
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
@@ -104,17 +102,6 @@ class Diagnosis:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def cpu_info() -> tuple[str, dict[str, bool]]:
-    """The CPU's model name and which of CPU_FLAGS it reports (empty where /proc/cpuinfo does not exist)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown", {}
-    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "unknown")
-    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
-    return name, {f: f in flags for f in CPU_FLAGS}
 
 
 def diagnose(target: Any = None, ks: tuple[int, ...] = KS, repeats: int = ROUNDS, device: str | None = None,

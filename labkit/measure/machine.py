@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from labkit.measure.timing import copy_rates, forward_times, iqr
+from labkit.measure.timing import copy_rates, forward_times, iqr, ratio_summary
 from labkit.models.load import as_target
 from labkit.threads import cores, load_average
 
@@ -96,7 +96,7 @@ _PROCESS: dict[str, Reference] = {}
 def key(target: Any, ks: Sequence[int] = KS) -> str:
     """What a reference depends on: this machine, torch, the model, its dtype and device, threads, the ks."""
     t = as_target(target)
-    parts = [str(VERSION), platform.node(), _cpu_name(), str(cores()), torch.__version__, t.name, str(t.dtype),
+    parts = [str(VERSION), platform.node(), cpu_info()[0], str(cores()), torch.__version__, t.name, str(t.dtype),
              str(t.device), str(torch.get_num_threads()), ",".join(map(str, sorted(ks)))]
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
@@ -147,16 +147,16 @@ def measure(target: Any, ks: Sequence[int] = KS, rounds: int = ROUNDS, copy_mega
     load = load_average()  # before measuring: the machine's other work, not this measurement's own
     t = as_target(target)
     times = forward_times(t, [1, *(k + 1 for k in ks)], CONTEXT, rounds, seed)
-    ratios = {k: [a / b for a, b in zip(times[k + 1], times[1], strict=True)] for k in ks}
-    raw = {k: statistics.median(r) for k, r in ratios.items()}
+    summary = {k: ratio_summary(times[k + 1], times[1]) for k in ks}
+    raw = {k: med for k, (med, _) in summary.items()}
     copies = copy_rates(t.device, copy_megabytes, max(5, rounds // 2))
     ref = Reference(curve=monotone({k: max(1.0, v) for k, v in raw.items()}), raw=raw,
-                    spread={k: iqr(r) for k, r in ratios.items()},
+                    spread={k: spread for k, (_, spread) in summary.items()},
                     ms={n: 1e3 * statistics.median(ts) for n, ts in times.items()},
                     one_token_ms=1e3 * statistics.median(times[1]), one_token_spread_ms=1e3 * iqr(times[1]),
                     copy_gb_s=statistics.median(copies) / 1e9, copy_spread_gb_s=iqr(copies) / 1e9, rounds=rounds,
                     model=t.name, dtype=str(t.dtype).replace("torch.", ""), device=t.device.type,
-                    threads=torch.get_num_threads(), cpu=_cpu_name(), torch=torch.__version__,
+                    threads=torch.get_num_threads(), cpu=cpu_info()[0], torch=torch.__version__,
                     when=time.strftime("%Y-%m-%d %H:%M"), load=load)
     ref.notes = surprises(ref)
     ref.seconds = time.perf_counter() - t0
@@ -206,13 +206,20 @@ def agrees(a: Reference, b: Reference) -> bool:
     return all(abs(a.raw[k] - b.raw[k]) <= max(a.spread[k], b.spread[k]) + 0.03 for k in a.raw if k in b.raw)
 
 
-def _cpu_name() -> str:
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_info() -> tuple[str, dict[str, bool]]:
+    """The CPU's model name and which of CPU_FLAGS it reports (the platform's name and no flags where
+    /proc/cpuinfo does not exist)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return platform.processor() or platform.machine()
-    return next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
+        return platform.processor() or platform.machine(), {}
+    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
                 platform.machine())
+    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
+    return name, {f: f in flags for f in CPU_FLAGS}
 
 
 def _disk_path(k: str) -> Path | None:

@@ -89,6 +89,13 @@ def product_times(weight: torch.Tensor, rows: Sequence[int] = (1, 4), rounds: in
     return {n: 1e3 * statistics.median(ts) for n, ts in times.items()}
 
 
+def ratio_summary(times: Sequence[float], base: Sequence[float]) -> tuple[float, float]:
+    """Median and interquartile range of the per-round ratios times[i] / base[i] (interleaved timings taken moments
+    apart): the verify cost T(n)/T(1) as labkit quotes it, for its own forward and for a server's."""
+    ratios = [a / b for a, b in zip(times, base, strict=True)]
+    return statistics.median(ratios), iqr(ratios)
+
+
 def iqr(xs: Sequence[float]) -> float:
     """Interquartile range (the full range for fewer than 4 values): the spread a timing is quoted with."""
     if len(xs) < 4:
