@@ -64,3 +64,19 @@ def test_seed_prompts_at_scale_are_many_varied_and_disjoint():
         assert seed not in HELDOUT
         for e in evaluation:
             assert seed not in e and e not in seed
+
+
+def test_fused_layer_features_are_the_targets_own_layer_inputs():
+    """hidden.<i> is the input of target layer i at every position: a forward over the whole sequence agrees."""
+    from labkit.training.train_mtp import aux_layers_for
+
+    t = target()
+    assert aux_layers_for(t.model, None) == (0, 1)  # EAGLE-3's (2, L // 2, L - 3), clipped to a 2-layer target
+    d = self_generate(t, [[5, 6, 7, 8], [9, 10]], 6, 0.7, seed=1, progress=False, aux_layers=(1,))
+    assert set(d) >= {"hidden", "hidden.1"} and d["hidden.1"].shape == d["hidden"].shape
+    row = 1  # left-padded: compare the real tokens only
+    start = int(d["start"][row])
+    with torch.no_grad():
+        ref = t.model(input_ids=d["ids"][row:row + 1, start:], output_hidden_states=True).hidden_states[1]
+    got = d["hidden.1"][row, start:].float()
+    assert torch.allclose(got, ref[0].float(), atol=0.05 * ref.abs().max().item())

@@ -141,7 +141,7 @@ HELDOUT = [
 
 # ---------------------------------------------------------------------------------------------------- at scale
 # 95 hand-written seeds are too few for hundreds of thousands of positions: greedy continuations of one seed are
-# identical, so data would repeat. Formats x topics give ~1,000 more, a share of them in Gemma's chat format (what
+# identical, so data would repeat. Formats x topics give ~1,700 more, a share of them in Gemma's chat format (what
 # people feed an instruction-tuned Gemma); the topics avoid the held-out and evaluation subjects.
 
 TOPICS = [
@@ -177,6 +177,17 @@ FORMATS = [
     "Translate English to Spanish.\nEnglish: My teacher talked about {t} today.\nSpanish:",
     "# A Python script that prints facts about {t}\nfacts = [\n",
     "Frequently asked questions about {t}\n\nQ:",
+    # Issue 17: more of the formats where held-out and bench acceptance were lowest (translation, code, chat).
+    "Translate English to German.\nEnglish: We watched a film about {t} last night.\nGerman:",
+    "Translate English to Italian.\nEnglish: Tell me more about {t}, please.\nItalian:",
+    "Translate French to English.\nFrench: Nous avons parlé de {t} pendant le dîner.\nEnglish:",
+    "Translate English to Portuguese.\nEnglish: The book about {t} is on the table.\nPortuguese:",
+    "def describe(topic: str) -> str:\n    \"\"\"Return a one-line description of a topic such as {t}.\"\"\"\n",
+    "// A JavaScript object with notes about {t}\nconst notes = {{\n",
+    "<start_of_turn>user\nI have a question about {t}.<end_of_turn>\n<start_of_turn>model\nOf course! What would "
+    "you like to know?<end_of_turn>\n<start_of_turn>user\nWhat is the main idea?<end_of_turn>\n"
+    "<start_of_turn>model\n",
+    "User: I am writing a school report on {t}. Can you help me plan it?\nAssistant:",
 ]
 
 

@@ -60,6 +60,9 @@ class TrainConfig:
     heldout_tokens: int = 96
     distill_top: int = 32  # the target's top-n probabilities the loss distils on (data keeps TOP = 32)
     greedy_prefix: int = 8  # greedy shards: each row samples its first 0..greedy_prefix new tokens at T = 1
+    # Target layers whose inputs the data also stores (hidden.<i>), for an EAGLE-3-style head that fuses low,
+    # middle and high features; None = EAGLE-3's choice (2, L // 2, L - 3), () = only the last hidden state.
+    aux_layers: tuple[int, ...] | None = None
     vocab: int = 4096  # reduced vocabulary: the most frequent tokens of the generated text (+ context tokens)
     layers: int = 2
     hidden: int | None = None  # head width (default: the target's)
@@ -80,19 +83,27 @@ class TrainConfig:
 # ---------------------------------------------------------------------------------------------------- data
 
 
+def aux_layers_for(model: Any, aux_layers: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The target layers whose input features EAGLE-3 fuses: (2, L // 2, L - 3) unless given."""
+    if aux_layers is not None:
+        return tuple(aux_layers)
+    n = text_config(model).num_hidden_layers
+    return tuple(sorted({min(2, n - 1), n // 2, max(0, n - 3)}))
+
+
 @torch.inference_mode()
-
-
 def self_generate(target: Target, prompts: list[list[int]], new_tokens: int, temperature: float,
                   seed: int, progress: bool = True, desc: str = "generate",
-                  sampled_prefix: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                  sampled_prefix: torch.Tensor | None = None,
+                  aux_layers: tuple[int, ...] = ()) -> dict[str, torch.Tensor]:
     """The target continues every prompt at once (left-padded); returns what training needs, on the CPU.
 
     ``sampled_prefix`` [B]: with temperature 0, row b draws its first ``sampled_prefix[b]`` new tokens at T = 1 and
     continues greedily (greedy continuations of one seed would otherwise be identical copies).
 
     ids [B, S], start [B] (first real token), hidden [B, S, H], top_ids/top_p [B, S, TOP] (the target's next-token
-    distribution at each position; valid from the last prompt token on), kv.<type>.k / .v [B, kv_heads, S, hd].
+    distribution at each position; valid from the last prompt token on), kv.<type>.k / .v [B, kv_heads, S, hd];
+    hidden.<i> [B, S, H]: the input of target layer i (transformers' hidden_states[i]) for each i in ``aux_layers``.
     """
     from tqdm.auto import tqdm
     from transformers import DynamicCache
@@ -110,6 +121,7 @@ def self_generate(target: Target, prompts: list[list[int]], new_tokens: int, tem
     cache = DynamicCache(config=model.config)
     cache.activate_past_recording()  # sliding layers keep every position (never cropped here): training needs them
     hidden, tops_i, tops_p = [], [], []
+    aux: dict[int, list[torch.Tensor]] = {i: [] for i in aux_layers}
 
     def forward(x: torch.Tensor, mask: torch.Tensor) -> Any:
         pos = (mask.cumsum(-1) - 1).clamp_min(0)[:, -x.shape[1]:]
@@ -118,6 +130,8 @@ def self_generate(target: Target, prompts: list[list[int]], new_tokens: int, tem
 
     def record(out: Any) -> torch.Tensor:
         hidden.append(out.hidden_states[-1].to("cpu", torch.bfloat16))
+        for i, kept in aux.items():
+            kept.append(out.hidden_states[i].to("cpu", torch.bfloat16))
         logits = out.logits[:, -1].float()
         top = torch.log_softmax(logits, -1).topk(min(TOP, logits.shape[-1]), dim=-1)
         tops_i.append(top.indices.int().cpu())
@@ -147,6 +161,8 @@ def self_generate(target: Target, prompts: list[list[int]], new_tokens: int, tem
     data = {"ids": torch.cat(seq, dim=1), "start": start, "hidden": torch.cat(hidden, dim=1),
             "top_ids": top_ids, "top_p": top_p.to(torch.bfloat16),
             "prompt_len": torch.tensor(P)}
+    for i, kept in aux.items():
+        data[f"hidden.{i}"] = torch.cat(kept, dim=1)
     for kind, i in kv_source_layers(model).items():
         layer = cache.layers[i]
         data[f"kv.{kind}.k"] = layer.keys.to("cpu", torch.bfloat16).contiguous()
@@ -366,6 +382,7 @@ def prepare_data(cfg: TrainConfig, target: Target, out: Path, progress: bool) ->
     chunks = []
     paths = [out / "data" / f"train-{i}.safetensors" for i in range(cfg.data_batches)]
     done = sum(p.exists() for p in paths)
+    aux = aux_layers_for(target.model, cfg.aux_layers)
     per_shard = cfg.batch_size * (cfg.new_tokens + 1)
     # One shard per batch, written atomically: an interrupted run resumes at the first missing shard.
     bar = tqdm(total=cfg.data_batches * per_shard, initial=done * per_shard, unit="pos", unit_scale=True,
@@ -380,7 +397,8 @@ def prepare_data(cfg: TrainConfig, target: Target, out: Path, progress: bool) ->
                 prefix = torch.randint(0, cfg.greedy_prefix + 1, (len(prompts),),
                                        generator=torch.Generator().manual_seed(seed))
             d = self_generate(target, prompts, cfg.new_tokens, temp, seed, progress,
-                              desc=f"shard {i + 1}/{cfg.data_batches} (T={temp})", sampled_prefix=prefix)
+                              desc=f"shard {i + 1}/{cfg.data_batches} (T={temp})", sampled_prefix=prefix,
+                              aux_layers=aux)
             tmp = path.with_suffix(".tmp")
             save_file(d, str(tmp), metadata={"temperature": str(temp), "greedy_prefix": str(cfg.greedy_prefix)})
             os.replace(tmp, path)
@@ -391,7 +409,7 @@ def prepare_data(cfg: TrainConfig, target: Target, out: Path, progress: bool) ->
     if not path.exists():
         n = 16 if target.tokenizer is not None else 8
         d = self_generate(target, seed_prompts(target, True, n, cfg.seed), cfg.heldout_tokens, 0.0, cfg.seed,
-                          progress, desc="held-out (greedy)")
+                          progress, desc="held-out (greedy)", aux_layers=aux)
         save_file(d, str(path), metadata={"temperature": "0"})
     return chunks, load_file(str(path)), time.perf_counter() - t0
 
@@ -509,6 +527,16 @@ def train(cfg: TrainConfig, target: Target | None = None, resume: bool = False, 
 # ---------------------------------------------------------------------------------------------------- CLI
 
 
+def _layer_list(text: str) -> tuple[int, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer numbers such as 2,9,15 or 'none', "
+                                         f"got {text!r}") from None
+
+
 def register_cli(subparsers: Any) -> None:
     p = subparsers.add_parser("train-mtp", help="train an MTP drafter for a target by self-distillation")
     d = TrainConfig()
@@ -524,6 +552,9 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--new-tokens", type=int, default=d.new_tokens)
     p.add_argument("--vocab", type=int, default=d.vocab, help="size of the reduced vocabulary the head scores")
     p.add_argument("--layers", type=int, default=d.layers, choices=(1, 2))
+    p.add_argument("--aux-layers", type=_layer_list, default=None,
+                   help="target layers whose inputs the data stores for a fused (EAGLE-3) head, e.g. 2,9,15; "
+                        "'none' for none (default: EAGLE-3's low, middle and high layers)")
     p.add_argument("--hidden", type=int, default=None)
     p.add_argument("--intermediate", type=int, default=None)
     p.add_argument("--unroll", type=int, default=d.unroll)
@@ -544,7 +575,7 @@ def _cmd(args: argparse.Namespace) -> int:
                       data_batches=args.data_batches, batch_size=args.batch_size, new_tokens=args.new_tokens,
                       vocab=args.vocab, layers=args.layers, hidden=args.hidden, intermediate=args.intermediate,
                       unroll=args.unroll, distill_top=args.distill_top, train_batch=args.train_batch, lr=args.lr,
-                      eval_every=args.eval_every,
+                      eval_every=args.eval_every, aux_layers=args.aux_layers,
                       checkpoint_every=args.checkpoint_every, threads=args.threads)
     summary = train(cfg, resume=args.resume, data_only=args.data_only)
     if args.data_only:
