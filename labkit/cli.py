@@ -241,8 +241,9 @@ def quiet_for_json() -> None:
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="gemma3-270m", help="embedded name, Hugging Face id or local folder")
-    p.add_argument("--dtype", default=None, choices=["bf16", "bfloat16", "fp32", "float32", "fp16", "float16"],
-                   help="bf16 (default) or fp32")
+    p.add_argument("--dtype", default=None,
+                   choices=["bf16", "bfloat16", "fp32", "float32", "fp16", "float16", "int8"],
+                   help="bf16 (default), fp32, or int8 (int8 weight-only linears and LM head, bf16 activations)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--max-new-tokens", type=positive_int, default=64)
     p.add_argument("--temperature", type=float, default=0.0)

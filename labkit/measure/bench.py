@@ -337,7 +337,8 @@ def _run_record(rec: dict[str, Any], prompt_ids: torch.Tensor) -> dict[str, Any]
     c = dataclasses.replace(c, new_tokens=len(tokens), wall_seconds=rec["seconds"])
     served = hasattr(res, "counts") and isinstance(res.counts, metrics.Counts)  # the work ran in another process
     return {"method": rec["config"], "category": rec["category"], "prompt": rec["prompt"],
-            "repeat": rec["repeat"], "seconds": rec["seconds"], "cpu_seconds": None if served else rec["cpu_seconds"],
+            "repeat": rec["repeat"], "prompt_ids": prompt_ids.tolist(), "seconds": rec["seconds"],
+            "cpu_seconds": None if served else rec["cpu_seconds"],
             "new_tokens": len(tokens), "tokens": tokens, "counts": c, "has_rounds": res is not None,
             "repetition": repetition(prompt_ids.tolist(), tokens)}
 
@@ -508,14 +509,34 @@ def run_bench(s: BenchSettings, out_dir: str | Path | None = None, workload: Wor
     wbytes = weight_bytes(w.target.model)
     add_roofline(rows, wbytes)
     meta = _meta(s, w, threads, wbytes, ref)
+    if w.target.weight_format == "int8" and w.target.tokenizer is not None:
+        meta["quality_vs_bf16"] = quality_vs_bf16(w.target, runs)
+    kept = [{**{k: v for k, v in r.items() if k not in ("tokens", "counts", "prompt_ids")},
+             "counts": r["counts"].as_dict()} for r in runs]
     result = {"meta": meta, "rows": rows, "theory": theory_curves(rows, max(s.ks), w.verify_cost),
-              "skipped": w.skipped, "runs": [{**{k: v for k, v in r.items() if k not in ("tokens", "counts")},
-                                    "counts": r["counts"].as_dict()} for r in runs]}
+              "skipped": w.skipped, "runs": kept}
     if out_dir is not None:
         from labkit.measure.report import write_all
 
         result["files"] = write_all(result, out_dir)
     return result
+
+
+def quality_vs_bf16(target: Any, runs: list[dict]) -> dict[str, float]:
+    """How far an int8 target is from its bf16 original, teacher-forced on the bench's own text (each prompt with
+    the int8 target's greedy continuation from the plain runs): mean KL(bf16 || int8) in nats, its 90th percentile,
+    and the share of positions whose argmax agrees (labkit.lab.quantize.divergence)."""
+    from labkit.lab.quantize import divergence
+    from labkit.models.load import load_target
+
+    bf16 = load_target(target.name, dtype="bf16", device=target.device, progress=False)
+    texts, seen = [], set()
+    for r in runs:
+        key = (r["category"], r["prompt"])
+        if r["method"] == LABKIT_PLAIN.key and key not in seen:
+            seen.add(key)
+            texts.append(r["prompt_ids"] + list(r["tokens"]))
+    return divergence(bf16, {"int8": target}, texts)["int8"]
 
 
 def _forward_probe(target: Any, ids: torch.Tensor) -> Callable[[], float]:
@@ -542,7 +563,7 @@ def _meta(s: BenchSettings, w: Workload, threads: int, wbytes: int, ref: machine
 
     dev = w.target.device
     return {"settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(s).items()},
-            "model": w.target.name, "dtype": str(w.target.dtype), "device": str(dev), "threads": threads,
+            "model": w.target.name, "dtype": w.target.weight_format, "device": str(dev), "threads": threads,
             "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
             "torch": torch.__version__, "transformers": transformers.__version__,
             "weight_bytes": wbytes, "copy_gbps": ref.copy_gb_s, "verify_cost": ref.curve,
@@ -632,7 +653,9 @@ def register_cli(sub: Any) -> None:
     p = sub.add_parser("bench", help="drafters x k x categories against transformers' generate: table, JSON, CSV, "
                                      "HTML")
     p.add_argument("--model", default="gemma3-270m", help="embedded name, Hugging Face id or local folder")
-    p.add_argument("--dtype", default=None, help="bf16 (default) or fp32")
+    p.add_argument("--dtype", default=None, choices=["bf16", "fp32", "int8"],
+                   help="bf16 (default), fp32, or int8 weight-only (its greedy agreement and KL against bf16 are "
+                        "measured on the bench prompts and printed)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--drafters", type=_csv_specs, default=None,
                    help="labkit drafter specs, comma-separated (default: ngram,early-exit,mtp; also draft-model, "

@@ -96,7 +96,7 @@ _PROCESS: dict[str, Reference] = {}
 def key(target: Any, ks: Sequence[int] = KS) -> str:
     """What a reference depends on: this machine, torch, the model, its dtype and device, threads, the ks."""
     t = as_target(target)
-    parts = [str(VERSION), platform.node(), cpu_info()[0], str(cores()), torch.__version__, t.name, str(t.dtype),
+    parts = [str(VERSION), platform.node(), cpu_info()[0], str(cores()), torch.__version__, t.name, t.weight_format,
              str(t.device), str(torch.get_num_threads()), ",".join(map(str, sorted(ks)))]
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
@@ -155,7 +155,7 @@ def measure(target: Any, ks: Sequence[int] = KS, rounds: int = ROUNDS, copy_mega
                     ms={n: 1e3 * statistics.median(ts) for n, ts in times.items()},
                     one_token_ms=1e3 * statistics.median(times[1]), one_token_spread_ms=1e3 * iqr(times[1]),
                     copy_gb_s=statistics.median(copies) / 1e9, copy_spread_gb_s=iqr(copies) / 1e9, rounds=rounds,
-                    model=t.name, dtype=str(t.dtype).replace("torch.", ""), device=t.device.type,
+                    model=t.name, dtype=t.weight_format.replace("torch.", ""), device=t.device.type,
                     threads=torch.get_num_threads(), cpu=cpu_info()[0], torch=torch.__version__,
                     when=time.strftime("%Y-%m-%d %H:%M"), load=load)
     ref.notes = surprises(ref)

@@ -75,6 +75,11 @@ def format_table(result: dict[str, Any]) -> str:
     heads = [head]
     if meta.get("load_average") is not None:
         heads.append(f"load average {meta['load_average']:.2f} on {meta.get('cpu_count')} cores when the runs ended")
+    if meta.get("quality_vs_bf16"):
+        q = meta["quality_vs_bf16"]
+        heads.append(f"int8 against bf16 on the bench's own text ({q['positions']} positions, teacher-forced): "
+                     f"greedy agreement {q['greedy_agreement']:.3f}, KL mean {q['kl_mean']:.4f} nats "
+                     f"(90th percentile {q['kl_p90']:.4f}); speculative decoding is lossless against the int8 target")
     if meta.get("verify_cost"):  # the same verdict as `labkit doctor`, from the session's one machine reference
         heads += verify_cost_lines(meta["verify_cost"], meta.get("machine_reference"))
     st = meta["settings"]

@@ -107,10 +107,14 @@ def iqr(xs: Sequence[float]) -> float:
 def weight_bytes(model: Any) -> int:
     """Bytes of weights one decoding forward reads: every parameter once (a tied embedding / LM head counted once),
     except embedding tables that are only looked up (one row per token: e.g. Gemma 4's per-layer embeddings)."""
+    from labkit.models.int8 import Int8Linear, int8_bytes
+
     head = model.get_output_embeddings()
     head_ptr = head.weight.data_ptr() if head is not None else None
-    lookups = {m.weight.data_ptr() for m in model.modules() if isinstance(m, torch.nn.Embedding)} - {head_ptr}
-    seen, total = set(lookups), 0
+    lookups = {m.weight.data_ptr() for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    # an int8 head reads its own int8 copy; the bf16 rows it still points at are only looked up (by drafters)
+    lookups = lookups | {head_ptr} if isinstance(head, Int8Linear) else lookups - {head_ptr}
+    seen, total = set(lookups), int8_bytes(model)
     for p in model.parameters():
         if p.data_ptr() not in seen:
             seen.add(p.data_ptr())

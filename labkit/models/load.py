@@ -36,6 +36,13 @@ class Target:
         return next(self.model.parameters()).dtype
 
     @property
+    def weight_format(self) -> str:
+        """'int8' for int8 weight-only targets (``dtype="int8"``), else the dtype (e.g. 'torch.bfloat16')."""
+        from labkit.models.int8 import is_int8
+
+        return "int8" if is_int8(self.model) else str(self.dtype)
+
+    @property
     def vocab_size(self) -> int:
         return self.model.get_output_embeddings().weight.shape[0]
 
@@ -86,7 +93,7 @@ def _resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> tor
         table = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp32": torch.float32,
                  "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16}
         if dtype not in table:
-            raise ValueError(f"dtype: unknown value {dtype!r}; allowed: {sorted(table)}")
+            raise ValueError(f"dtype: unknown value {dtype!r}; allowed: {sorted([*table, 'int8'])}")
         return table[dtype]
     return dtype
 
@@ -128,12 +135,14 @@ def load_target(
     """Load a target model by embedded name, Hugging Face id or local path.
 
     bf16 by default (faster than fp32 on CPUs with native bf16; `labkit doctor` measures both); pass
-    ``dtype="fp32"`` for bit-exact comparisons.
+    ``dtype="fp32"`` for bit-exact comparisons, ``dtype="int8"`` for int8 weight-only linear layers and LM head with
+    bf16 activations (about half the bytes per token: labkit.models.int8).
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"model: expected a non-empty name, got {name!r}")
     dev = torch.device(device) if device is not None else default_device()
-    dt = _resolve_dtype(dtype, dev)
+    int8 = isinstance(dtype, str) and dtype == "int8"
+    dt = _resolve_dtype("bf16" if int8 else dtype, dev)
     if name in EMBEDDED:
         path: str | Path = prepare_embedded(name, progress=progress)
         local_only = True
@@ -158,6 +167,10 @@ def load_target(
     except OSError as e:
         raise hub_error(name, e) from None
     model = model.to(dev).eval()
+    if int8:
+        from labkit.models.int8 import quantize_int8
+
+        quantize_int8(model)
     target = Target(model, tok, name)
     target.load_seconds = time.perf_counter() - t0  # type: ignore[attr-defined]
     return target
