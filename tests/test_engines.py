@@ -63,3 +63,24 @@ def test_an_unreachable_server_is_one_line():
     with pytest.raises(ServerError) as e:
         ServerEngine("http://127.0.0.1:9")  # the discard port: nothing listens there
     assert "cannot reach the server" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_synthetic_method_flags_and_bad_alpha():
+    """synthetic-ALPHA: n-gram drafts of k tokens from a one-token match, accepted at ALPHA^(j+1) by position."""
+    from labkit.engines.llama_cpp import spec_args
+
+    args = spec_args("synthetic-0.5", 3)
+    assert args[args.index("--spec-synth-rates") + 1] == "0.5000,0.2500,0.1250"
+    assert args[args.index("--spec-ngram-simple-size-m") + 1] == "3"
+    for bad in ("synthetic-0", "synthetic-1.5", "synthetic-x"):
+        with pytest.raises(ValueError, match="synthetic-ALPHA"):
+            spec_args(bad, 2)
+
+
+def test_verify_cost_from_free_drafts():
+    """10 rounds, 6 with a draft: 6 T(k+1) + 4 T(1) = verify seconds; T(1) = 0.01 s, T(k+1) = 0.015 s -> 1.5."""
+    from labkit.core.metrics import Counts, verify_cost_free_drafts
+
+    c = Counts(drafts=6, draft_tokens=18, accepted=8, new_tokens=18, rounds=10, verify_seconds=6 * 0.015 + 4 * 0.01)
+    assert verify_cost_free_drafts(c, 0.01) == pytest.approx(1.5)
+    assert verify_cost_free_drafts(Counts(rounds=3, verify_seconds=0.1), 0.01) is None  # nothing drafted

@@ -166,7 +166,8 @@ def test_bench_puts_llama_cpp_in_the_one_table(binary, tmp_path):
 
     s = BenchSettings(drafters=("ngram",), ks=(0, 2), policies=(), hf_modes=("greedy",), categories=("code",),
                       prompts_per_category=1, max_new_tokens=48, repeats=1, threads=2, progress=False,
-                      engines=("labkit", "transformers", "llama.cpp"), llama_methods=("plain", "ngram-simple"))
+                      engines=("labkit", "transformers", "llama.cpp"),
+                      llama_methods=("plain", "ngram-simple", "synthetic-0.8"))
     result = run_bench(s, tmp_path)
     rows = {(r["engine"], r["method"], r["k"]): r for r in result["rows"] if r["category"] == "all"}
     plain, ngram = rows[("llama.cpp", "plain", 0)], rows[("llama.cpp", "ngram-simple", 2)]
@@ -174,4 +175,11 @@ def test_bench_puts_llama_cpp_in_the_one_table(binary, tmp_path):
     assert ngram["mean_acceptance_length"] is not None and ngram["alpha"] is None  # the server counts no rejections
     assert rows[("labkit", "plain", 0)]["ratio_vs_llama_plain"] > 0
     assert "llama.cpp ngram-simple k=2" in format_table(result) and "x llama" in format_table(result)
+    # llama.cpp's synthetic acceptance: drafts accepted at 0.8, 0.64 by position whatever the target says
+    synth = rows[("llama.cpp", "synthetic-0.8", 2)]
+    assert synth["acceptance_by_position"] and 0.5 < synth["acceptance_by_position"][0] <= 1.0, synth
+    assert synth["verify_cost"] is not None and 0.7 < synth["verify_cost"] < 4, synth["verify_cost"]
+    assert "verify cost T(k+1)/T(1) from its synthetic-acceptance rows" in format_table(result)
+    cc = result["meta"]["counter_check"]  # every served request: its own figures = the /metrics deltas
+    assert cc["requests"] >= 2 and cc["agree"] == cc["requests"], cc  # the drafting requests (plain has none)
     assert llama_cpp._LIVE == set(), "the bench stopped every server it started"

@@ -288,6 +288,16 @@ def table(m: Metrics) -> list[tuple[str, str, str]]:
     ]
 
 
+def verify_cost_free_drafts(c: Counts, one_token_seconds: float) -> float | None:
+    """T(k+1)/T(1), verify over one token, from a run whose drafting costs nothing (llama.cpp's synthetic acceptance
+    on n-gram drafts): a round with a draft of k tokens costs T(k+1) and a round without one T(1), so
+    T(k+1) = (verify seconds - (rounds - drafts) T(1)) / drafts. ``one_token_seconds`` is T(1) from plain decoding
+    of the same engine in the same run (its verify seconds / new tokens). Unit: one-token forwards."""
+    if not c.drafts or one_token_seconds <= 0 or c.verify_seconds <= 0:
+        return None
+    return (c.verify_seconds - (c.rounds - c.drafts) * one_token_seconds) / c.drafts / one_token_seconds
+
+
 def from_engine_counters(drafts: int, draft_tokens: int, accepted: int, accepted_per_pos: Sequence[int] = (),
                          new_tokens: int = 0, wall_seconds: float = 0.0, runs: int = 0,
                          decode_seconds: float = 0.0) -> Counts:

@@ -360,11 +360,29 @@ def spec_args(method: str, k: int = 0, ngram_n: int | None = NGRAM_N) -> list[st
         return ["--spec-default"]
     if k < 1:
         raise ValueError(f"k: {method} needs a draft length k >= 1, got {k}")
+    if method.startswith("synthetic-"):
+        # llama.cpp's timing-only mode: n-gram drafts of k tokens from a 1-token match (nearly every round drafts),
+        # accepted at unconditional rates alpha^(j+1) by position, whatever the target says: the text is not greedy's
+        alpha = synthetic_alpha(method)
+        rates = ",".join(f"{alpha ** (j + 1):.4f}" for j in range(k))
+        return ["--spec-type", "ngram-simple", "--spec-ngram-simple-size-m", str(k), "--spec-ngram-simple-size-n",
+                "1", "--spec-synth-rates", rates]
     if method in ("ngram-simple", "ngram-map-k"):
         # llama.cpp drafts nothing when the draft would be shorter than the n-gram: n <= k
         size = [f"--spec-{method}-size-n", str(min(ngram_n, k))] if ngram_n else []
         return ["--spec-type", method, f"--spec-{method}-size-m", str(k), *size]
     return ["--spec-type", method, "--spec-draft-n-max", str(k)]
+
+
+def synthetic_alpha(method: str) -> float:
+    """The acceptance rate α of a "synthetic-α" method (``synthetic-0.8``): 0 < α <= 1."""
+    try:
+        alpha = float(method.removeprefix("synthetic-"))
+    except ValueError:
+        alpha = -1.0
+    if not 0 < alpha <= 1:
+        raise ValueError(f"{method!r}: expected synthetic-ALPHA with 0 < ALPHA <= 1, e.g. synthetic-0.8")
+    return alpha
 
 
 class LlamaCppEngine:

@@ -199,6 +199,10 @@ def plan(s: BenchSettings, w: Workload) -> list[Method]:
     if "llama.cpp" in s.engines:
         for name in s.llama_methods:
             ks = [0] if name in ("plain", "ngram-mod") else [k for k in s.ks if k > 0]
+            if name.startswith("synthetic-"):
+                from labkit.engines.llama_cpp import synthetic_alpha
+
+                synthetic_alpha(name)  # a bad alpha fails here, before any server starts
             methods += [Method("llama.cpp", name, k) for k in ks]
     return methods
 
@@ -336,10 +340,15 @@ def _run_record(rec: dict[str, Any], prompt_ids: torch.Tensor) -> dict[str, Any]
          else metrics.counts(res) if res is not None else metrics.Counts(new_tokens=len(tokens), runs=1))
     c = dataclasses.replace(c, new_tokens=len(tokens), wall_seconds=rec["seconds"])
     served = hasattr(res, "counts") and isinstance(res.counts, metrics.Counts)  # the work ran in another process
+    # llama.cpp's per-request figures against its /metrics deltas for the same request
+    raw = getattr(res, "raw", {}) if served else {}
+    agree = (None if "draft_n" not in raw else
+             int(raw["draft_n"]) == c.draft_tokens and int(raw.get("draft_n_accepted", -1)) == c.accepted)
     return {"method": rec["config"], "category": rec["category"], "prompt": rec["prompt"],
             "repeat": rec["repeat"], "prompt_ids": prompt_ids.tolist(), "seconds": rec["seconds"],
             "cpu_seconds": None if served else rec["cpu_seconds"],
             "new_tokens": len(tokens), "tokens": tokens, "counts": c, "has_rounds": res is not None,
+            "counters_agree": agree,
             "repetition": repetition(prompt_ids.tolist(), tokens)}
 
 
@@ -475,6 +484,28 @@ def theory_curves(rows: list[dict], k_max: int = 16, verify_cost: dict[int, floa
 # ----------------------------------------------------------------------------------------------- roofline
 
 
+def counter_check(runs: list[dict]) -> dict[str, int] | None:
+    """How many served requests' own figures (llama.cpp's timings.draft_n / draft_n_accepted) equal the /metrics
+    counter deltas of the same request; None when no engine reported both."""
+    checked = [r["counters_agree"] for r in runs if r.get("counters_agree") is not None]
+    return {"requests": len(checked), "agree": sum(checked)} if checked else None
+
+
+def add_free_draft_verify_cost(rows: list[dict], runs: list[dict], methods: list[Method]) -> None:
+    """llama.cpp's T(k+1)/T(1) from its synthetic-acceptance rows (labkit.core.metrics.verify_cost_free_drafts),
+    with T(1) from llama.cpp plain in the same run (its decoding seconds per token, pooled per category)."""
+    plain = [r for r in runs if r["method"] == Method("llama.cpp", "plain", 0).key]
+    for r in rows:
+        if r["engine"] != "llama.cpp" or not r["method"].startswith("synthetic-"):
+            continue
+        cat = [x for x in plain if r["category"] in ("all", x["category"])]
+        base = _pool(cat)
+        mine = [x for x in runs if x["method"] == Method("llama.cpp", r["method"], r["k"]).key
+                and r["category"] in ("all", x["category"])]
+        t1 = base.verify_seconds / base.new_tokens if base.new_tokens else 0.0
+        r["verify_cost"] = metrics.verify_cost_free_drafts(_pool(mine), t1) if mine else None
+
+
 def add_roofline(rows: list[dict], wbytes: int) -> None:
     """Weight GB/s each row implies: tokens/s x bytes of weights a token costs when read once per token
     (speculation can exceed the copy rate: one weight read serves several tokens); and actual target forwards/s."""
@@ -508,7 +539,9 @@ def run_bench(s: BenchSettings, out_dir: str | Path | None = None, workload: Wor
     rows = summarize(runs, methods, cats)
     wbytes = weight_bytes(w.target.model)
     add_roofline(rows, wbytes)
+    add_free_draft_verify_cost(rows, runs, methods)
     meta = _meta(s, w, threads, wbytes, ref)
+    meta["counter_check"] = counter_check(runs)
     if w.target.weight_format == "int8" and w.target.tokenizer is not None:
         meta["quality_vs_bf16"] = quality_vs_bf16(w.target, runs)
     kept = [{**{k: v for k, v in r.items() if k not in ("tokens", "counts", "prompt_ids")},
@@ -624,6 +657,8 @@ def settings_from_args(a: argparse.Namespace) -> BenchSettings:
         if v is not None:
             setattr(s, name, v)
     s.llama_server = a.llama_server
+    if a.llama_methods is not None:
+        s.llama_methods = a.llama_methods
     return s
 
 
@@ -687,6 +722,10 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--engines", type=_csv_engines, default=None,
                    help="labkit,transformers (default), and llama.cpp: llama-server on the same GGUF, plain, "
                         "ngram-mod (--spec-default) and ngram-simple / ngram-map-k at the bench's ks")
+    p.add_argument("--llama-methods", type=_csv_strs, default=None,
+                   help=f"llama.cpp configurations (default {','.join(LLAMA_METHODS)}); synthetic-ALPHA (e.g. "
+                        "synthetic-0.8) adds llama.cpp's timing-only --spec-synth-rates at ALPHA^(j+1) by position "
+                        "for each k: its speed against acceptance and k, and its verify cost")
     p.add_argument("--llama-server", default=None, metavar="PATH",
                    help="the llama-server binary (default: $LABKIT_LLAMA_SERVER, else `labkit llama-server build`)")
     p.add_argument("--quick", action="store_true", help="tiny random models, 16 tokens: a smoke run in seconds")

@@ -80,6 +80,15 @@ def format_table(result: dict[str, Any]) -> str:
         heads.append(f"int8 against bf16 on the bench's own text ({q['positions']} positions, teacher-forced): "
                      f"greedy agreement {q['greedy_agreement']:.3f}, KL mean {q['kl_mean']:.4f} nats "
                      f"(90th percentile {q['kl_p90']:.4f}); speculative decoding is lossless against the int8 target")
+    if meta.get("counter_check"):
+        cc = meta["counter_check"]
+        heads.append(f"llama.cpp counters: per-request draft_n / draft_n_accepted equal the /metrics deltas in "
+                     f"{cc['agree']} of {cc['requests']} requests")
+    synth = [r for r in result["rows"] if r.get("verify_cost") and r["category"] == "all"]
+    if synth:
+        heads.append("llama.cpp's verify cost T(k+1)/T(1) from its synthetic-acceptance rows (drafting free, "
+                     "T(1) from its plain rows): " + ", ".join(f"{r['k'] + 1} tokens {r['verify_cost']:.2f}x"
+                                                                 f" ({r['method']})" for r in synth))
     if meta.get("verify_cost"):  # the same verdict as `labkit doctor`, from the session's one machine reference
         heads += verify_cost_lines(meta["verify_cost"], meta.get("machine_reference"))
     st = meta["settings"]

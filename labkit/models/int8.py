@@ -12,8 +12,9 @@ fused by ``torch.compile``.
 
 The input embedding stays bf16 (a lookup reads one row per token); the LM head gets its own int8 copy, and
 ``head.weight`` still points at its bf16 table (Gemma's is the tied embedding) so drafters that score candidate rows
-(the MTP head) read the same rows as before. The int8 model is the target: speculative decoding stays lossless with respect to it, and
-``labkit.lab.quantize.compare`` measures how far it is from bf16 (greedy agreement, KL).
+(the MTP head) read the same rows as before. The int8 model is the target: speculative decoding stays lossless
+with respect to it, and ``labkit.lab.quantize.divergence`` measures how far it is from bf16 (greedy agreement, KL;
+``labkit bench --dtype int8`` prints both).
 """
 
 from __future__ import annotations
