@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from labkit import SpeculativeDecoder
-from labkit.core.draft_length import DEFAULT_VERIFY_SLOPE, ConfidenceStop, CostModel, FixedK, Heuristic, as_policy
+from labkit.core.draft_length import (DEFAULT_VERIFY_SLOPE, ConfidenceStop, CostModel, FixedK, Heuristic, StopRule,
+                                     SurvivalStop, as_policy)
 from labkit.core.records import KVTrace, RoundRecord
 from labkit.drafters import DraftModelDrafter, NGramDrafter, SyntheticDrafter
 from labkit.drafters.mtp.drafter import MTPDrafter
@@ -19,6 +20,7 @@ POLICIES = {
     "heuristic": lambda: Heuristic(2, k_max=8),
     "cost": lambda: CostModel(k_max=6, verify_cost={1: 1.05, 2: 1.1, 4: 1.3, 8: 2.0}, draft_cost=0.1),
     "auto": lambda: "auto",
+    "survival": lambda: SurvivalStop(k_max=6, verify_cost={1: 1.05, 2: 1.1, 4: 1.3, 8: 2.0}, draft_cost=0.1),
 }
 
 
@@ -85,6 +87,31 @@ def test_confidence_extremes(pair):
     assert all(len(r.drafted) == r.k_requested for r in never.rounds)
     assert all(len(r.drafted) == 1 for r in always.rounds if r.k_requested)
     assert never.token_ids == always.token_ids
+
+
+def test_stop_rule_is_the_marginal_rate_condition():
+    """By hand: V(k) = 1 + 0.1 k, c = 0.05. After token 1 with q 0.9: E = 1.9 tokens for 1.15 forwards (1.65 per
+    forward); one more adds 0.81 for 0.15 -> 5.4 per forward: go on. After a token with q 0.3 (S = 0.27): E = 2.17
+    for 1.3 forwards (1.67), one more adds 0.081 for 0.15 (0.54): stop."""
+    rule = StopRule(lambda k: 1 + 0.1 * k, 0.05)
+    assert rule(1, 0.9, 0.9) is False
+    assert rule(2, 0.3, 0.27) is True
+    assert "below the round's 1.67 tokens per forward" in rule.why(2, 0.3)
+    # a free verify and free drafting: a sure drafter never stops
+    free = StopRule(lambda k: 1.0, 0.0)
+    assert not any(free(j, 1.0, 1.0) for j in range(1, 10))
+
+
+def test_survival_stop_drafts_long_when_sure_and_stops_where_q_falls(pair):
+    curve = {1: 1.02, 2: 1.04, 4: 1.08, 8: 1.3}
+    sure = SpeculativeDecoder(pair[0], SyntheticDrafter(1.0), k=SurvivalStop(6, curve, 0.0)).generate(PROMPT, 30)
+    assert [len(r.drafted) for r in sure.rounds[:3]] == [6, 6, 6]  # q = 1: every extra token pays
+    out = SpeculativeDecoder(pair[0], DraftModelDrafter(pair[1]), k=SurvivalStop(6, curve, 0.1)).generate(
+        PROMPT, max_new_tokens=60)
+    stopped = [r for r in out.rounds if r.draft_reason.startswith("survival: after token")]
+    assert 0 < len(stopped) < len(out.rounds), [r.draft_reason for r in out.rounds]
+    for r in stopped:  # the rule stopped at the token it names, with that token's q
+        assert r.draft_reason.startswith(f"survival: after token {len(r.drafted)} (q {r.q[-1]:.2f})")
 
 
 def test_heuristic_schedule(pair):

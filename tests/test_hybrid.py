@@ -57,11 +57,38 @@ def test_sampled_run_is_seeded(target):
     assert a.token_ids == b.token_ids and a.stats.counts.draft_tokens > 0
 
 
+@pytest.mark.parametrize("lengths", [(8, 1), ("auto", "auto")])
+def test_each_source_drafts_its_own_length(target, lengths):
+    """Lookup drafts up to lookup_k, the model model_k; every round's reason names the source; greedy = plain."""
+    lookup_k, model_k = lengths
+    drafter = HybridDrafter(MTPDrafter.random_init(target, layers=1, seed=0), min_match=2, lookup_k=lookup_k,
+                            model_k=model_k, verify_cost={1: 1.02, 2: 1.04, 4: 1.1, 8: 1.3})
+    plain = SpeculativeDecoder(target, None).generate(PROMPT, max_new_tokens=40)
+    out = SpeculativeDecoder(target, drafter, k=8).generate(PROMPT, max_new_tokens=40)
+    assert out.token_ids == plain.token_ids
+    for source, r in zip(drafter.used, out.rounds, strict=True):
+        name = "prompt lookup" if source == "ngram" else drafter.fallback.name
+        assert r.draft_reason.startswith(f"hybrid: {name} drafted"), r.draft_reason
+        if lengths == (8, 1) and source == "fallback":
+            assert len(r.drafted) <= 1
+    assert {"ngram", "fallback"} <= set(drafter.used)
+    if lengths == (8, 1):  # the lookup drafted longer than the model ever may
+        assert max(len(r.drafted) for s, r in zip(drafter.used, out.rounds) if s == "ngram") > 1
+    else:
+        assert any("cost model" in r.draft_reason for r in out.rounds)
+
+
 def test_make_drafter_hybrid_spec():
     d = make_drafter("hybrid:4")
     assert isinstance(d, HybridDrafter) and d.min_match == 4 and isinstance(d.fallback, MTPDrafter)
     with pytest.raises(ValueError, match="min_match"):
         HybridDrafter(d.fallback, min_match=0)
+    split = make_drafter("hybrid:3:auto:2")
+    assert split.min_match == 3 and split.lengths["fallback"] == 2 and "lookup k auto" in split.name
+    with pytest.raises(ValueError, match="lookup_k:model_k"):
+        make_drafter("hybrid:3:auto")
+    with pytest.raises(ValueError, match="model_k"):
+        HybridDrafter(d.fallback, model_k=-1)
 
 
 def test_every_drafter_is_exported():

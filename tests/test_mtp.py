@@ -1,5 +1,6 @@
 """The MTP drafter (Gemma 4 assistant architecture) and its self-distillation: exactness, losslessness, errors."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -142,6 +143,40 @@ def test_training_learns(trained):
     ev = summary["heldout"]
     assert ev["acceptance_by_position"][0] > 0.4  # untrained: ~0.05
     assert ev["mean_acceptance_length"]["4"] > 1.8
+
+
+def test_a_fused_head_learns_and_drafts_losslessly(tmp_path):
+    """EAGLE-3-style input (the target's layer inputs fused by fc): it trains on data that stores those layers,
+    the engine hands the drafter the same features, and greedy output equals plain greedy."""
+    target = tiny_target()
+    summary = train(tiny_cfg(tmp_path, fuse=True, aux_layers=(0, 1)), target=target, progress=False)
+    drafter = MTPDrafter.load(tmp_path / "mtp.safetensors")
+    assert drafter.head.config.fuse_layers == [0, 1] and drafter.hidden_layers == (0, 1)
+    assert drafter.head.fuse.weight.shape == (32, 64)
+    assert summary["heldout"]["acceptance_by_position"][0] > 0.3  # untrained: ~0.05
+    accepted = 0
+    for prompt in PROMPTS:
+        plain = SpeculativeDecoder(target, None).generate(prompt, max_new_tokens=30)
+        out = SpeculativeDecoder(target, drafter, k=3).generate(prompt, max_new_tokens=30)
+        assert out.token_ids == plain.token_ids
+        accepted += out.stats.counts.accepted
+    assert accepted > 0
+    plain_data = tiny_cfg(tmp_path / "plain", aux_layers=(), steps=1, data_batches=1, batch_size=4)
+    train(plain_data, target=target, progress=False, data_only=True)
+    with pytest.raises(ValueError, match="lacks hidden.0, hidden.1"):  # data without those layers: one clear line
+        train(dataclasses.replace(plain_data, fuse=True, aux_layers=(0, 1)), target=target, progress=False,
+              resume=True)
+
+
+def test_init_from_starts_at_the_given_head(tmp_path, trained):
+    """--init-from: step 0 of the new run is the given head (its held-out acceptance, not a random head's)."""
+    target, _, summary = trained
+    src = tmp_path / "src.safetensors"
+    trained[1].save(src)
+    cont = train(tiny_cfg(tmp_path / "b", steps=1, lr=1e-9, warmup=1, init_from=str(src)), target=target,
+                 progress=False)
+    a = cont["heldout"]["acceptance_by_position"][0]
+    assert abs(a - summary["heldout"]["acceptance_by_position"][0]) < 0.1 and a > 0.4
 
 
 def test_resume_continues_exactly(tmp_path):

@@ -25,6 +25,7 @@ class Plan:
     k: int  # draft at most this many tokens
     reason: str  # why, in words (the RoundRecord's draft_reason unless drafting stopped or was cut)
     min_confidence: float | None = None  # stop drafting after a token the drafter gave a probability below this
+    stop_rule: Any = None  # or a StopRule: stop after drafted token j when rule(j, q_j, survival S_j) says so
 
 
 class DraftLengthPolicy:
@@ -72,6 +73,58 @@ class ConfidenceStop(DraftLengthPolicy):
 
     def __repr__(self) -> str:
         return f"ConfidenceStop({self.threshold:g}, k_max={self.k_max})"
+
+
+class StopRule:
+    """The survival policy's rule within one round (``Sampler.should_stop`` calls it after each drafted token).
+
+    After token j with drafter probability q_j the chain survives with S_j = q_1 ... q_j (if q is calibrated), the
+    round so far yields E_j = 1 + S_1 + ... + S_j tokens for V(j) + c j forwards, and one more token would add about
+    S_j q_j (the next token's q taken as this one's) for V(j+1) - V(j) + c. Draft on while that marginal rate is at
+    least the round's rate so far: S_j q_j / (V(j+1) - V(j) + c) >= E_j / (V(j) + c j).
+    """
+
+    def __init__(self, verify_ratio: Any, c: float):
+        self.verify_ratio, self.c = verify_ratio, c
+        self.tokens = 1.0  # E_j so far
+
+    def __call__(self, j: int, q: float, survival: float) -> bool:
+        self.tokens += survival
+        gain = survival * q
+        marginal = self.verify_ratio(j + 1) - self.verify_ratio(j) + self.c
+        rate = self.tokens / (self.verify_ratio(j) + self.c * j)
+        self.last = (gain, marginal, rate)
+        return gain / max(marginal, 1e-9) < rate
+
+    def why(self, j: int, q: float) -> str:
+        gain, marginal, rate = self.last
+        return (f"survival: after token {j} (q {q:.2f}) one more adds {gain:.2f} tokens for {marginal:.3f} forwards, "
+                f"below the round's {rate:.2f} tokens per forward")
+
+
+class SurvivalStop(DraftLengthPolicy):
+    """Draft while the chain's survival probability times the next token's q pays for the marginal verify cost
+    measured on this machine (``StopRule``), at most ``k_max`` tokens. The verify-cost curve and the draft cost c
+    are those of ``CostModel`` (c measured per round unless given). Reads q on the host once per drafted token."""
+
+    def __init__(self, k_max: int = 8, verify_cost: Mapping[int, float] | Sequence[float] | None = None,
+                 draft_cost: float | None = None):
+        self.k_max = _check_int("k_max", k_max, 1)
+        self.cost = CostModel(k_max, verify_cost, draft_cost)
+
+    def reset(self) -> None:
+        self.cost.reset()
+
+    def plan(self) -> Plan:
+        note = f"c {self.cost.c:.3f}" + (", assumed verify curve" if self.cost.curve is None else "")
+        return Plan(self.k_max, f"survival: k_max {self.k_max} reached, every extra token paid ({note})",
+                    stop_rule=StopRule(self.cost.verify_ratio, self.cost.c))
+
+    def observe(self, record: RoundRecord) -> None:
+        self.cost.observe(record)  # only its draft-cost estimate is used
+
+    def __repr__(self) -> str:
+        return f"SurvivalStop(k_max={self.k_max}{'' if self.cost.curve is None else ', measured verify curve'})"
 
 
 class Heuristic(DraftLengthPolicy):

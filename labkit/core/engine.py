@@ -106,6 +106,14 @@ class SpeculativeDecoder:
             raise ValueError(f"prompt: token ids must be in 0..{v - 1}")
         return ids.to(self.target.device)
 
+    def _hidden(self, out: Any, at: int) -> torch.Tensor:
+        """The target state a drafter reads at position ``at`` of a forward: the last hidden state, or the inputs
+        of the layers the drafter names (``Drafter.hidden_layers``), concatenated."""
+        layers = getattr(self.drafter, "hidden_layers", ())
+        if not layers:
+            return out.hidden_states[-1][0, at]
+        return torch.cat([out.hidden_states[i][0, at] for i in layers], dim=-1)
+
     def _forward(self, ids: torch.Tensor, cache: Any, want_hidden: bool, logits_to_keep: int = 0):
         return self.target.model(input_ids=ids[None], cache=cache, use_cache=True,
                                  output_hidden_states=want_hidden, logits_to_keep=logits_to_keep)
@@ -181,7 +189,7 @@ class SpeculativeDecoder:
         hidden = None
         if ids.numel() > 1:
             out = self._forward(ids[:-1], cache, self._want_hidden, logits_to_keep=1)
-            hidden = out.hidden_states[-1][0, -1] if self._want_hidden else None
+            hidden = self._hidden(out, -1) if self._want_hidden else None
         if self.drafter is not None:
             self.drafter.begin(self.target, ids)
         sync(self.target.device)  # the prefill's time is read once, here
@@ -206,7 +214,7 @@ class SpeculativeDecoder:
         kv_verified = cache_len(run.cache)
         crop(run.cache, at + kept)  # the pending token and the kept drafts stay; rejected positions go
         if self._want_hidden:
-            run.hidden = out.hidden_states[-1][0, kept].clone()  # a compiled graph reuses its output memory
+            run.hidden = self._hidden(out, kept).clone()  # a compiled graph reuses its output memory
         clock.verified()
         if self.drafter is not None:
             self.drafter.rollback(kept)  # timed as drafting: it is the drafter's own bookkeeping
@@ -218,12 +226,14 @@ class SpeculativeDecoder:
         target_kv = KVTrace(kv_start, kv_start, kv_verified, cache_len(run.cache))
         drafter_kv = None if dkv_start is None else KVTrace(dkv_start, dkv_drafted, dkv_drafted, self._drafter_kv())
         reason = self._draft_reason(plan, k, draft, run)
+        if getattr(prop, "note", ""):
+            reason = f"{prop.note}; {reason}"
         return _record(index, at, verdict, emitted, run.finished, prop, k, reason, target_kv, drafter_kv, clock)
 
     def _draft(self, run: _Run, k: int, plan: Plan, index: int) -> Proposal:
         if self.drafter is None:
             return empty_proposal(self.target.device)
-        run.sampler.start_round(plan.min_confidence)
+        run.sampler.start_round(plan.min_confidence, plan.stop_rule)
         ctx = DraftContext(run.buf[: run.length], self.target, run.cache, run.hidden, index, run.tokens)
         prop = self.drafter.propose(ctx, k, run.sampler)
         if prop.tokens.numel() > k:
@@ -249,9 +259,11 @@ class SpeculativeDecoder:
             return "no drafter"
         if run.sampler.stopped is not None:
             position, q = run.sampler.stopped
+            if plan.stop_rule is not None:
+                return plan.stop_rule.why(position, q)
             return f"confidence {q:.2f} < {plan.min_confidence:g} at position {position}"
         reason = plan.reason + (f"; cut to {k} by max_new_tokens" if k < plan.k else "")
-        if plan.min_confidence is not None and run.sampler.checked < draft.numel():
+        if (plan.min_confidence is not None or plan.stop_rule is not None) and run.sampler.checked < draft.numel():
             reason += f"; {self.drafter!r} does not check its confidence"  # deterministic, or not updated
         return reason + (f"; the drafter proposed {draft.numel()}" if draft.numel() < k else "")
 

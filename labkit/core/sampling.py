@@ -6,6 +6,7 @@ The same warp is applied to the target (p) and to every drafter (q); verificatio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -76,13 +77,16 @@ class Sampler:
         self.min_confidence = min_confidence
         self.stopped: tuple[int, float] | None = None  # (position, q) of the token that stopped this round's draft
         self.checked = 0  # drafted tokens this round whose drafter asked should_stop
+        self.stop_rule: Any = None  # a draft-length policy's rule on (position, q, survival), e.g. SurvivalStop's
+        self.survival = 1.0  # product of this round's drafted q so far
 
     @property
     def greedy(self) -> bool:
         return self.cfg.greedy
 
-    def start_round(self, min_confidence: float | None = None) -> None:
+    def start_round(self, min_confidence: float | None = None, stop_rule: Any = None) -> None:
         self.min_confidence, self.stopped, self.checked = min_confidence, None, 0
+        self.stop_rule, self.survival = stop_rule, 1.0
 
     def pick(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (token [1] long, probs [V]) from logits [V]; the token stays on device (no host sync)."""
@@ -98,9 +102,15 @@ class Sampler:
         ``assistant_confidence_threshold`` does); without one, drafting never waits for the device.
         """
         self.checked += 1
-        if self.min_confidence is None:
+        if self.min_confidence is None and self.stop_rule is None:
             return False
         q = float(q_token)
+        self.survival *= q
+        if self.stop_rule is not None:
+            if self.stop_rule(self.checked, q, self.survival):
+                self.stopped = (self.checked, q)
+                return True
+            return False
         if q < self.min_confidence:
             self.stopped = (self.checked, q)
             return True

@@ -14,7 +14,7 @@ from labkit.drafters.synthetic import SyntheticDrafter
 _LAZY = {"MTPDrafter": "labkit.drafters.mtp.drafter", "Gemma4AssistantDrafter": "labkit.drafters.gemma4_assistant"}
 
 __all__ = ["DraftContext", "Drafter", "Proposal", "ArgmaxDrafter", "DraftModelDrafter", "EarlyExitDrafter",
-           "HybridDrafter", "NGramDrafter", "SyntheticDrafter", *_LAZY, "make_drafter"]
+           "HybridDrafter", "NGramDrafter", "SyntheticDrafter", *_LAZY, "hybrid_from_spec", "make_drafter"]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,11 +25,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def make_drafter(spec: str | None, target=None) -> Drafter | None:
+def make_drafter(spec: str | None, target=None, verify_cost: dict[int, float] | None = None) -> Drafter | None:
     """A drafter from a short spec.
 
-    none, ngram[:n], early-exit[:layers], synthetic[:alpha], draft-model:<id>, mtp[:name], hybrid[:min_match]
-    (prompt lookup when the last ``min_match`` tokens, default 3, occurred before; the shipped MTP head otherwise).
+    none, ngram[:n], early-exit[:layers], synthetic[:alpha], draft-model:<id>, mtp[:name],
+    hybrid[:min_match[:lookup_k:model_k]] (prompt lookup when the last ``min_match`` tokens, default 3, occurred
+    before; the shipped MTP head otherwise; each source's own draft length: an integer or "auto", a cost model per
+    source fed ``verify_cost``, e.g. ``hybrid:3:auto:auto``).
     """
     if spec is None or spec in ("", "none", "plain"):
         return None
@@ -55,8 +57,23 @@ def make_drafter(spec: str | None, target=None) -> Drafter | None:
     if kind == "hybrid":
         from labkit.drafters.mtp.drafter import MTPDrafter
 
-        return HybridDrafter(MTPDrafter.pretrained("gemma3-270m"), min_match=int(arg) if arg else 3)
+        return hybrid_from_spec(MTPDrafter.pretrained("gemma3-270m"), arg, verify_cost)
     raise ValueError(
         f"drafter: unknown spec {spec!r}; allowed: none, ngram[:n], early-exit[:layers], synthetic[:alpha], "
-        "draft-model:<id>, mtp[:name], hybrid[:min_match]"
+        "draft-model:<id>, mtp[:name], hybrid[:min_match[:lookup_k:model_k]]"
     )
+
+
+def hybrid_from_spec(fallback: Drafter, arg: str, verify_cost: dict[int, float] | None = None) -> HybridDrafter:
+    """The hybrid of a ``hybrid:`` spec's argument ("3", "3:auto:2", ...) around ``fallback``."""
+    parts = arg.split(":") if arg else []
+    if len(parts) not in (0, 1, 3):
+        raise ValueError(f"drafter: 'hybrid:{arg}': expected hybrid[:min_match[:lookup_k:model_k]], e.g. "
+                         "hybrid:3:auto:auto")
+
+    def length(x: str) -> int | str:
+        return x if x == "auto" else int(x)
+
+    lk, mk = (length(parts[1]), length(parts[2])) if len(parts) == 3 else (None, None)
+    return HybridDrafter(fallback, min_match=int(parts[0]) if parts and parts[0] else 3, lookup_k=lk, model_k=mk,
+                         verify_cost=verify_cost)

@@ -33,6 +33,7 @@ class Proposal:
     # [k'] the drafter's probability of each drafted token. In greedy mode (``sampler.greedy``) report this and
     # leave q None: greedy verification compares tokens, so no k x V distribution needs building
     q_tokens: torch.Tensor | None = None
+    note: str = ""  # which source drafted and why, for drafters that choose (the hybrid); leads the round's reason
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Drafter:
 
     name: str = "drafter"
     needs_hidden: bool = False  # ask the engine for the target's last hidden state
+    hidden_layers: tuple[int, ...] = ()  # or, when set, these layers' inputs concatenated (an EAGLE-3-style head)
     vocab_size: int | None = None  # checked against the target's when known
 
     def begin(self, target: Target, prompt_ids: torch.Tensor) -> None:

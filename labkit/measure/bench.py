@@ -36,7 +36,7 @@ from labkit.measure.timing import weight_bytes
 DEFAULT_KS = (0, 1, 2, 3, 4, 6, 8, 12, 16)
 LABKIT_DRAFTERS = ("ngram", "early-exit", "mtp", "hybrid")
 HF_MODES = ("greedy", "prompt-lookup", "early-exit", "assistant")
-POLICIES = ("auto", "heuristic", "confidence")  # dynamic draft length: labkit.core.draft_length
+POLICIES = ("auto", "heuristic", "confidence", "survival")  # dynamic draft length: labkit.core.draft_length
 ENGINES = ("labkit", "transformers", "llama.cpp")
 # llama.cpp's drafters: ngram-mod is its --spec-default (its own draft lengths); the others run at the bench's ks
 LLAMA_METHODS = ("plain", "ngram-mod", "ngram-simple", "ngram-map-k")
@@ -265,13 +265,13 @@ def _make_drafter(spec: str, s: BenchSettings, w: Workload) -> Any:
     if spec == "early-exit":
         spec = f"early-exit:{s.early_exit_layers}"
     if spec.partition(":")[0] in ("mtp", "hybrid") and s.quick:  # no shipped head for tiny models: a random one
-        from labkit.drafters import HybridDrafter
+        from labkit.drafters import hybrid_from_spec
         from labkit.drafters.mtp.drafter import MTPDrafter
 
         head = MTPDrafter.random_init(w.target, layers=1, seed=s.seed)
         arg = spec.partition(":")[2]
-        return head if spec.startswith("mtp") else HybridDrafter(head, min_match=int(arg) if arg else 3)
-    return make_drafter(spec, w.target)
+        return head if spec.startswith("mtp") else hybrid_from_spec(head, arg, w.verify_cost)
+    return make_drafter(spec, w.target, verify_cost=w.verify_cost)
 
 
 def _labkit_runner(s: BenchSettings, w: Workload, drafter: Any, m: Method) -> Callable:
@@ -293,7 +293,7 @@ def _labkit_runner(s: BenchSettings, w: Workload, drafter: Any, m: Method) -> Ca
 
 def make_policy(name: str, k_max: int, verify_cost: dict[int, float] | None = None) -> Any:
     """A dynamic draft-length policy by name, drafting at most ``k_max`` tokens a round."""
-    from labkit.core.draft_length import ConfidenceStop, CostModel, Heuristic
+    from labkit.core.draft_length import ConfidenceStop, CostModel, Heuristic, SurvivalStop
 
     if name == "auto":  # the cost model, fed this machine's measured verify cost
         return CostModel(k_max=k_max, verify_cost=verify_cost)
@@ -301,6 +301,8 @@ def make_policy(name: str, k_max: int, verify_cost: dict[int, float] | None = No
         return Heuristic(k_start=min(4, k_max), k_max=k_max)
     if name == "confidence":
         return ConfidenceStop(k_max=k_max)
+    if name == "survival":  # confidence-aware: survival x q against this machine's marginal verify cost
+        return SurvivalStop(k_max=k_max, verify_cost=verify_cost)
     raise ValueError(f"policies: unknown policy {name!r}; choose from {', '.join(POLICIES)}")
 
 
@@ -698,7 +700,8 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--ks", type=_csv_ints, default=None, help="draft lengths, e.g. 0,1,2,4,8,16 (0 = plain)")
     p.add_argument("--policies", type=_csv_policies, default=None,
                    help="dynamic draft length per labkit drafter, at most its largest k: auto (cost model with the "
-                        "measured verify cost; default), heuristic, confidence, or none")
+                        "measured verify cost; default), heuristic, confidence, survival (stop once survival x q no "
+                        "longer pays for the measured marginal verify cost), or none")
     p.add_argument("--hf-modes", type=_csv_specs, default=None,
                    help="transformers modes: greedy,prompt-lookup,early-exit,assistant (own ks as for --drafters)")
     p.add_argument("--categories", type=_csv_strs, default=None, help=f"subset of {','.join(CATEGORIES)}")

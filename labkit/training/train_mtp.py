@@ -63,6 +63,8 @@ class TrainConfig:
     # Target layers whose inputs the data also stores (hidden.<i>), for an EAGLE-3-style head that fuses low,
     # middle and high features; None = EAGLE-3's choice (2, L // 2, L - 3), () = only the last hidden state.
     aux_layers: tuple[int, ...] | None = None
+    fuse: bool = False  # train an EAGLE-3-style head on those layers (needs data that stores them)
+    init_from: str | None = None  # start from this drafter's weights and vocabulary (e.g. the shipped head)
     vocab: int = 4096  # reduced vocabulary: the most frequent tokens of the generated text (+ context tokens)
     layers: int = 2
     hidden: int | None = None  # head width (default: the target's)
@@ -250,6 +252,8 @@ def batch_views(d: dict[str, torch.Tensor], rows: torch.Tensor, parts: TargetPar
     top_ids = d["top_ids"][rows, :, :top].long()
     return {
         "m": m, "ids": ids, "emb": parts.embeddings(ids), "hidden": d["hidden"][rows].float(),
+        "features": (torch.cat([d[f"hidden.{i}"][rows].float() for i in c.fuse_layers], dim=-1)
+                     if c.fuse_layers else None),
         "top_ids": top_ids, "top_p": d["top_p"][rows, :, :top].float(),
         "ctx_rows": parts.lm_head[ids.to(parts.lm_head.device)].float().cpu(), "ctx_offer": offers,
         "top_first": first_pos.gather(1, top_ids.flatten(1)).view_as(top_ids),
@@ -274,7 +278,7 @@ def unroll(head: MTPHead, b: dict[str, Any], parts: TargetParts, steps: int, reg
     use_ctx = head.config.context_tokens
     # candidates at query m: vocab_ids, then (with context_tokens) the first occurrences at positions <= m
     offer = b["ctx_offer"][:, None, :] & (torch.arange(S)[None, None, :] <= m[None, :, None])  # [B, M, S]
-    g = b["hidden"][:, m - 1]
+    g = head.first_state(b["features"][:, m - 1]) if head.config.fuse_layers else b["hidden"][:, m - 1]
     total = torch.zeros(())
     stats: dict[str, list[float]] = {"ce": [], "match": [], "chain": [], "covered": []}
     chain = None
@@ -472,8 +476,20 @@ def train(cfg: TrainConfig, target: Target | None = None, resume: bool = False, 
                 "positions": sum(d["ids"].shape[0] * (d["ids"].shape[1] - int(d["prompt_len"]) + 1) for d in chunks)}
 
     vocab_ids = build_vocab(chunks, cfg.vocab, target.vocab_size)
-    c = MTPConfig.for_target(target.model, layers=cfg.layers, hidden=cfg.hidden, intermediate=cfg.intermediate)
+    fuse = list(aux_layers_for(target.model, cfg.aux_layers)) if cfg.fuse else None
+    if fuse and (missing := [f"hidden.{i}" for i in fuse if f"hidden.{i}" not in chunks[0]]):
+        raise ValueError(f"--fuse: the data in {out / 'data'} lacks {', '.join(missing)}; generate data that stores "
+                         "those layers (--aux-layers) in a new --out folder")
+    c = MTPConfig.for_target(target.model, layers=cfg.layers, hidden=cfg.hidden, intermediate=cfg.intermediate,
+                             fuse_layers=fuse)
+    if cfg.init_from and not (out / "checkpoint.safetensors").exists():
+        start = MTPDrafter.load(cfg.init_from).head
+        if fuse:
+            raise ValueError("--init-from: a fused head starts from scratch (its input differs); drop one of them")
+        c, vocab_ids = start.config, start.vocab_ids.clone()
     head = MTPHead(c, vocab_ids).train()
+    if cfg.init_from and not (out / "checkpoint.safetensors").exists():
+        head.load_state_dict({k: v.float() for k, v in start.state_dict().items()})
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
     state: dict[str, Any] = {"step": 0, "train_seconds": 0.0, "data_seconds": data_s, "history": [], "evals": []}
     if resume and (out / "checkpoint.safetensors").exists():
@@ -552,6 +568,11 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--new-tokens", type=int, default=d.new_tokens)
     p.add_argument("--vocab", type=int, default=d.vocab, help="size of the reduced vocabulary the head scores")
     p.add_argument("--layers", type=int, default=d.layers, choices=(1, 2))
+    p.add_argument("--fuse", action="store_true",
+                   help="an EAGLE-3-style head: its first step reads the fused --aux-layers features")
+    p.add_argument("--init-from", default=None, metavar="MTP_SAFETENSORS",
+                   help="start from this drafter's weights and vocabulary (e.g. labkit/data/mtp-gemma3-270m."
+                        "safetensors) instead of a random head")
     p.add_argument("--aux-layers", type=_layer_list, default=None,
                    help="target layers whose inputs the data stores for a fused (EAGLE-3) head, e.g. 2,9,15; "
                         "'none' for none (default: EAGLE-3's low, middle and high layers)")
@@ -575,7 +596,8 @@ def _cmd(args: argparse.Namespace) -> int:
                       data_batches=args.data_batches, batch_size=args.batch_size, new_tokens=args.new_tokens,
                       vocab=args.vocab, layers=args.layers, hidden=args.hidden, intermediate=args.intermediate,
                       unroll=args.unroll, distill_top=args.distill_top, train_batch=args.train_batch, lr=args.lr,
-                      eval_every=args.eval_every, aux_layers=args.aux_layers,
+                      eval_every=args.eval_every, aux_layers=args.aux_layers, fuse=args.fuse,
+                      init_from=args.init_from,
                       checkpoint_every=args.checkpoint_every, threads=args.threads)
     summary = train(cfg, resume=args.resume, data_only=args.data_only)
     if args.data_only:

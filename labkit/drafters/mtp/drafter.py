@@ -71,6 +71,7 @@ class MTPDrafter(Drafter):
         self.meta = dict(meta or {})
         self.name = name
         self.vocab_size = head.config.vocab_size
+        self.hidden_layers = tuple(head.config.fuse_layers or ())  # the target features the engine hands over
         self._bound: Any = None  # the target model the head was last prepared for
         self._run: MTPHead | None = None
 
@@ -235,7 +236,7 @@ class MTPDrafter(Drafter):
         head = self._run
         kv = target_kv(ctx.target_cache, self._kv_layers, head.config.sliding_window, ctx.ids.numel() - 1)
         pos = torch.full((1, 1), ctx.ids.numel() - 1, device=ctx.ids.device)  # fixed for every step of the round
-        h = ctx.hidden.reshape(1, 1, -1)
+        h = head.first_state(ctx.hidden.reshape(1, 1, -1))
         rope = {kind: self._rotary(h, pos, kind) for kind in head.config.layer_types}
         cand_ids, cand_rows = self._candidates(ctx.ids, ctx.tokens)
         tok = ctx.ids[-1:]

@@ -35,6 +35,9 @@ class MTPConfig:
     head_dims: list[int] | None = None
     kv_heads: list[int] | None = None
     query_scales: list[float] | None = None
+    # EAGLE-3-style input: the first draft step reads fc(concat of these target layers' inputs) instead of the last
+    # hidden state (transformers' hidden_states[i]); None = the last hidden state, as Gemma 4's assistant
+    fuse_layers: list[int] | None = None
 
     def dims(self, i: int) -> tuple[int, int, float]:
         """(head_dim, K/V heads, attention scale) of head layer ``i``."""
@@ -44,7 +47,7 @@ class MTPConfig:
 
     @classmethod
     def for_target(cls, model: Any, layers: int = 2, hidden: int | None = None,
-                   intermediate: int | None = None) -> MTPConfig:
+                   intermediate: int | None = None, fuse_layers: list[int] | None = None) -> MTPConfig:
         """A head shaped for ``model``: layer i reads the sliding layer, then the full layer (as Gemma 4 does)."""
         cfg = text_config(model)
         kinds = list(kv_source_layers(model))
@@ -64,6 +67,7 @@ class MTPConfig:
             rms_eps=float(cfg.rms_norm_eps), query_scale=scales[0], vocab_size=cfg.vocab_size,
             final_logit_softcapping=getattr(cfg, "final_logit_softcapping", None),
             head_dims=[d for d, _ in dims], kv_heads=[h for _, h in dims], query_scales=scales,
+            fuse_layers=list(fuse_layers) if fuse_layers else None,
         )
 
 
@@ -127,6 +131,8 @@ class MTPHead(nn.Module):
         super().__init__()
         self.config = c
         self.pre_projection = nn.Linear(2 * c.backbone_hidden, c.hidden, bias=False)
+        if c.fuse_layers:  # EAGLE-3's fc: low, middle and high target features -> one backbone-sized state
+            self.fuse = nn.Linear(len(c.fuse_layers) * c.backbone_hidden, c.backbone_hidden, bias=False)
         self.layers = nn.ModuleList([HeadLayer(c, i) for i in range(len(c.layer_types))])
         self.norm = RMSNorm(c.hidden, c.rms_eps)
         self.post_projection = nn.Linear(c.hidden, c.backbone_hidden, bias=False)
@@ -147,6 +153,11 @@ class MTPHead(nn.Module):
         for layer, kind in zip(self.layers, self.config.layer_types, strict=True):
             x = layer(x, kv[kind], *rope[kind], (masks or {}).get(kind))
         return self.post_projection(self.norm(x))
+
+    def first_state(self, features: torch.Tensor) -> torch.Tensor:
+        """What the first draft step reads as "the last hidden state": the target's last hidden state itself, or
+        (fused heads) fc of its concatenated layer features [..., len(fuse_layers) x backbone]."""
+        return self.fuse(features) if self.config.fuse_layers else features
 
     def logits(self, g: torch.Tensor, lm_head_rows: torch.Tensor) -> torch.Tensor:
         """Scores of the candidate tokens whose LM-head rows are given: [..., len(rows)]."""
