@@ -5,8 +5,16 @@ import pytest
 import torch
 
 from labkit import SpeculativeDecoder
-from labkit.core.draft_length import (DEFAULT_VERIFY_SLOPE, ConfidenceStop, CostModel, FixedK, Heuristic, StopRule,
-                                     SurvivalStop, as_policy)
+from labkit.core.draft_length import (
+    DEFAULT_VERIFY_SLOPE,
+    ConfidenceStop,
+    CostModel,
+    FixedK,
+    Heuristic,
+    StopRule,
+    SurvivalStop,
+    as_policy,
+)
 from labkit.core.records import KVTrace, RoundRecord
 from labkit.drafters import DraftModelDrafter, NGramDrafter, SyntheticDrafter
 from labkit.drafters.mtp.drafter import MTPDrafter

@@ -73,7 +73,7 @@ def test_each_source_drafts_its_own_length(target, lengths):
             assert len(r.drafted) <= 1
     assert {"ngram", "fallback"} <= set(drafter.used)
     if lengths == (8, 1):  # the lookup drafted longer than the model ever may
-        assert max(len(r.drafted) for s, r in zip(drafter.used, out.rounds) if s == "ngram") > 1
+        assert max(len(r.drafted) for s, r in zip(drafter.used, out.rounds, strict=True) if s == "ngram") > 1
     else:
         assert any("cost model" in r.draft_reason for r in out.rounds)
 

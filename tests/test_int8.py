@@ -6,9 +6,9 @@ import torch
 
 from labkit import SpeculativeDecoder
 from labkit.drafters import DraftModelDrafter, NGramDrafter
+from labkit.measure.timing import weight_bytes
 from labkit.models import as_target, tiny_model
 from labkit.models.int8 import Int8Linear, int8_bytes, is_int8, quantize_int8
-from labkit.measure.timing import weight_bytes
 
 PROMPT = [1, 5, 9, 14, 3, 7, 22, 5, 9, 14, 30, 2, 11]
 

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from labkit.measure.prompts import prompt_set
 from labkit.models import as_target, tiny_model
-from labkit.training.seeds import HELDOUT, TRAIN_AT_SCALE
+from labkit.training.seeds import HELDOUT, SEED_SETS, TRAIN_AT_SCALE, TRAIN_AT_SCALE_V2
 from labkit.training.train_mtp import TOP, TrainConfig, self_generate, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -56,14 +56,24 @@ def test_greedy_shards_vary_with_a_sampled_prefix():
     assert top.shape[-1] == TOP
 
 
-def test_seed_prompts_at_scale_are_many_varied_and_disjoint():
-    assert len(TRAIN_AT_SCALE) >= 1000 and len(set(TRAIN_AT_SCALE)) == len(TRAIN_AT_SCALE)
-    assert sum("<start_of_turn>" in s for s in TRAIN_AT_SCALE) >= 100  # chat-formatted seeds
+@pytest.mark.parametrize("seed_set", ["v1", "v2"])
+def test_seed_prompts_at_scale_are_many_varied_and_disjoint(seed_set):
+    seeds = SEED_SETS[seed_set]
+    assert len(seeds) >= 1000 and len(set(seeds)) == len(seeds)
+    assert sum("<start_of_turn>" in s for s in seeds) >= 100  # chat-formatted seeds
     evaluation = [p for ps in prompt_set().values() for p in ps]
-    for seed in TRAIN_AT_SCALE:
+    for seed in seeds:
         assert seed not in HELDOUT
         for e in evaluation:
             assert seed not in e and e not in seed
+
+
+def test_v2_seeds_add_translation_code_and_chat_and_keep_v1():
+    """v1 stays the shipped head's recipe; v2 is v1 plus more of the formats with the lowest acceptance."""
+    assert set(TRAIN_AT_SCALE) < set(TRAIN_AT_SCALE_V2)
+    extra = set(TRAIN_AT_SCALE_V2) - set(TRAIN_AT_SCALE)
+    assert sum("Translate" in s for s in extra) >= 4 * 64 and sum("<start_of_turn>" in s for s in extra) >= 64
+    assert sum("def " in s or "const " in s for s in extra) >= 2 * 64
 
 
 def test_fused_layer_features_are_the_targets_own_layer_inputs():

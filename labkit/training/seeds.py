@@ -141,8 +141,8 @@ HELDOUT = [
 
 # ---------------------------------------------------------------------------------------------------- at scale
 # 95 hand-written seeds are too few for hundreds of thousands of positions: greedy continuations of one seed are
-# identical, so data would repeat. Formats x topics give ~1,700 more, a share of them in Gemma's chat format (what
-# people feed an instruction-tuned Gemma); the topics avoid the held-out and evaluation subjects.
+# identical, so data would repeat. Formats x topics give ~1,150 more (v2: ~1,700), a share of them in Gemma's chat
+# format (what people feed an instruction-tuned Gemma); the topics avoid the held-out and evaluation subjects.
 
 TOPICS = [
     "volcanoes", "the water cycle", "solar panels", "honey bees", "the Roman Empire", "chess openings",
@@ -177,7 +177,11 @@ FORMATS = [
     "Translate English to Spanish.\nEnglish: My teacher talked about {t} today.\nSpanish:",
     "# A Python script that prints facts about {t}\nfacts = [\n",
     "Frequently asked questions about {t}\n\nQ:",
-    # Issue 17: more of the formats where held-out and bench acceptance were lowest (translation, code, chat).
+]
+
+# Issue 17 ("v2" seeds): more of the formats where held-out and bench acceptance were lowest (translation, code,
+# chat). Kept apart so the shipped head's recipe (and notebooks 07 and 09, which train from it) stays reproducible.
+MORE_FORMATS = [
     "Translate English to German.\nEnglish: We watched a film about {t} last night.\nGerman:",
     "Translate English to Italian.\nEnglish: Tell me more about {t}, please.\nItalian:",
     "Translate French to English.\nFrench: Nous avons parlé de {t} pendant le dîner.\nEnglish:",
@@ -191,9 +195,11 @@ FORMATS = [
 ]
 
 
-def generated_prompts() -> list[str]:
+def generated_prompts(formats: list[str] | None = None) -> list[str]:
     """Every format with every topic, in a fixed order (the caller shuffles with its own seed)."""
-    return [f.format(t=t) for t in TOPICS for f in FORMATS]
+    return [f.format(t=t) for t in TOPICS for f in (formats or FORMATS)]
 
 
-TRAIN_AT_SCALE = TRAIN + generated_prompts()
+TRAIN_AT_SCALE = TRAIN + generated_prompts()  # "v1": the shipped head's seeds
+TRAIN_AT_SCALE_V2 = TRAIN + generated_prompts(FORMATS + MORE_FORMATS)
+SEED_SETS = {"v1": TRAIN_AT_SCALE, "v2": TRAIN_AT_SCALE_V2}

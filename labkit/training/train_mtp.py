@@ -63,6 +63,7 @@ class TrainConfig:
     # Target layers whose inputs the data also stores (hidden.<i>), for an EAGLE-3-style head that fuses low,
     # middle and high features; None = EAGLE-3's choice (2, L // 2, L - 3), () = only the last hidden state.
     aux_layers: tuple[int, ...] | None = None
+    seed_set: str = "v1"  # seed prompts (labkit.training.seeds.SEED_SETS): v1 = the shipped head's, v2 adds formats
     fuse: bool = False  # train an EAGLE-3-style head on those layers (needs data that stores them)
     init_from: str | None = None  # start from this drafter's weights and vocabulary (e.g. the shipped head)
     vocab: int = 4096  # reduced vocabulary: the most frequent tokens of the generated text (+ context tokens)
@@ -172,16 +173,18 @@ def self_generate(target: Target, prompts: list[list[int]], new_tokens: int, tem
     return data
 
 
-def seed_prompts(target: Target, heldout: bool, count: int, seed: int) -> list[list[int]]:
+def seed_prompts(target: Target, heldout: bool, count: int, seed: int, seed_set: str = "v1") -> list[list[int]]:
     """Token ids of the seed prompts (cycled to ``count``); random ids for targets without a tokenizer."""
     if target.tokenizer is None:
         g = torch.Generator().manual_seed(seed + (7919 if heldout else 0))
         V = target.vocab_size
         return [torch.randint(3, V, (int(torch.randint(4, 12, (1,), generator=g)),), generator=g).tolist()
                 for _ in range(count)]
-    from labkit.training.seeds import HELDOUT, TRAIN_AT_SCALE
+    from labkit.training.seeds import HELDOUT, SEED_SETS
 
-    texts = HELDOUT if heldout else TRAIN_AT_SCALE
+    if seed_set not in SEED_SETS:
+        raise ValueError(f"seed set: unknown {seed_set!r}; choose from {', '.join(SEED_SETS)}")
+    texts = HELDOUT if heldout else SEED_SETS[seed_set]
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(texts), generator=g).tolist()
     return [target.tokenizer(texts[order[i % len(texts)]])["input_ids"] for i in range(count)]
@@ -394,7 +397,7 @@ def prepare_data(cfg: TrainConfig, target: Target, out: Path, progress: bool) ->
     for i, path in enumerate(paths):
         if not path.exists():
             seed = cfg.seed * 1000 + i
-            prompts = seed_prompts(target, False, cfg.batch_size, seed)
+            prompts = seed_prompts(target, False, cfg.batch_size, seed, cfg.seed_set)
             temp = cfg.temperatures[i % len(cfg.temperatures)]
             prefix = None
             if temp == 0 and cfg.greedy_prefix > 0:
@@ -414,7 +417,9 @@ def prepare_data(cfg: TrainConfig, target: Target, out: Path, progress: bool) ->
         n = 16 if target.tokenizer is not None else 8
         d = self_generate(target, seed_prompts(target, True, n, cfg.seed), cfg.heldout_tokens, 0.0, cfg.seed,
                           progress, desc="held-out (greedy)", aux_layers=aux)
-        save_file(d, str(path), metadata={"temperature": "0"})
+        tmp = path.with_suffix(".tmp")  # atomic, as the shards: a run started next to this one never reads half
+        save_file(d, str(tmp), metadata={"temperature": "0"})
+        os.replace(tmp, path)
     return chunks, load_file(str(path)), time.perf_counter() - t0
 
 
@@ -568,6 +573,8 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--new-tokens", type=int, default=d.new_tokens)
     p.add_argument("--vocab", type=int, default=d.vocab, help="size of the reduced vocabulary the head scores")
     p.add_argument("--layers", type=int, default=d.layers, choices=(1, 2))
+    p.add_argument("--seed-set", default=d.seed_set, choices=("v1", "v2"),
+                   help="seed prompts of the data: v1 = the shipped head's; v2 adds translation, code and chat formats")
     p.add_argument("--fuse", action="store_true",
                    help="an EAGLE-3-style head: its first step reads the fused --aux-layers features")
     p.add_argument("--init-from", default=None, metavar="MTP_SAFETENSORS",
@@ -597,7 +604,7 @@ def _cmd(args: argparse.Namespace) -> int:
                       vocab=args.vocab, layers=args.layers, hidden=args.hidden, intermediate=args.intermediate,
                       unroll=args.unroll, distill_top=args.distill_top, train_batch=args.train_batch, lr=args.lr,
                       eval_every=args.eval_every, aux_layers=args.aux_layers, fuse=args.fuse,
-                      init_from=args.init_from,
+                      init_from=args.init_from, seed_set=args.seed_set,
                       checkpoint_every=args.checkpoint_every, threads=args.threads)
     summary = train(cfg, resume=args.resume, data_only=args.data_only)
     if args.data_only:
