@@ -84,3 +84,23 @@ def test_verify_cost_from_free_drafts():
     c = Counts(drafts=6, draft_tokens=18, accepted=8, new_tokens=18, rounds=10, verify_seconds=6 * 0.015 + 4 * 0.01)
     assert verify_cost_free_drafts(c, 0.01) == pytest.approx(1.5)
     assert verify_cost_free_drafts(Counts(rounds=3, verify_seconds=0.1), 0.01) is None  # nothing drafted
+
+
+def test_labkit_and_transformers_are_engines_with_the_same_greedy_text():
+    """The in-process engines behind the protocol: same greedy tokens, labkit's counts from its rounds."""
+    from labkit.drafters import NGramDrafter
+    from labkit.engines import Engine, LabkitEngine, TransformersEngine
+    from labkit.models import as_target, tiny_model
+
+    target = as_target(tiny_model(vocab_size=32, layers=2, hidden=32, seed=0), None)
+    prompt = [1, 5, 9, 14, 3, 7, 22, 5, 9, 14, 30, 2, 11]
+    plain, spec = LabkitEngine(target), LabkitEngine(target, NGramDrafter(2), k=3)
+    hf = TransformersEngine(target, "greedy")
+    runs = {e.name: e.run(prompt, 20) for e in (plain, spec, hf)}
+    assert all(isinstance(e, Engine) for e in (plain, spec, hf))  # the protocol is structural
+    tokens = {name: r.tokens for name, r in runs.items()}
+    assert len(set(map(tuple, tokens.values()))) == 1, tokens
+    assert runs[spec.name].counts.rounds < 20 and runs[spec.name].counts.new_tokens == 20
+    assert runs[hf.name].counts.new_tokens == 20 and runs[hf.name].seconds > 0
+    with pytest.raises(ValueError, match="assistant"):
+        TransformersEngine(target, "assistant", 2)

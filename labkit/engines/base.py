@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from labkit.core.metrics import Counts
 
@@ -25,6 +25,7 @@ class EngineRun:
     raw: dict[str, Any] = field(default_factory=dict)  # the engine's own per-request figures, as it reported them
 
 
+@runtime_checkable
 class Engine(Protocol):
     """What the bench and the notebooks need of an engine."""
 

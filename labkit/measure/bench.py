@@ -13,7 +13,6 @@ carries ``repetition``: the share of generated 4-grams already seen in prompt + 
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import os
 import platform
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 
 from labkit.core import metrics
+from labkit.engines.local import HF_MODES
 from labkit.measure import machine, theory
 from labkit.measure.prompts import CATEGORIES, prompt_set
 from labkit.measure.sweep import run_side_by_side
@@ -35,7 +35,6 @@ from labkit.measure.timing import weight_bytes
 
 DEFAULT_KS = (0, 1, 2, 3, 4, 6, 8, 12, 16)
 LABKIT_DRAFTERS = ("ngram", "early-exit", "mtp", "hybrid")
-HF_MODES = ("greedy", "prompt-lookup", "early-exit", "assistant")
 POLICIES = ("auto", "heuristic", "confidence", "survival")  # dynamic draft length: labkit.core.draft_length
 ENGINES = ("labkit", "transformers", "llama.cpp")
 # llama.cpp's drafters: ngram-mod is its --spec-default (its own draft lengths); the others run at the bench's ks
@@ -275,18 +274,18 @@ def _make_drafter(spec: str, s: BenchSettings, w: Workload) -> Any:
 
 
 def _labkit_runner(s: BenchSettings, w: Workload, drafter: Any, m: Method) -> Callable:
-    from labkit.core.engine import SpeculativeDecoder
+    from labkit.engines.local import LabkitEngine
 
     reads_cache = drafter is not None and drafter.needs_hidden  # mtp reads the target's cache: dynamic only
     cache = "dynamic" if reads_cache else ("static" if s.compile_mode else s.cache)
     k: Any = make_policy(m.policy, m.k, w.verify_cost) if m.policy else m.k
-    dec = SpeculativeDecoder(w.target, drafter, k=k if drafter is not None else 0, cache=cache,
-                             compile_mode=None if reads_cache else s.compile_mode)
     gen = dict(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p) if m.decoding == "sampled" else {}
+    eng = LabkitEngine(w.target, drafter, k, gen={"seed": s.seed, **gen}, cache=cache,
+                       compile_mode=None if reads_cache else s.compile_mode)
 
     def run(ids: torch.Tensor, n: int) -> tuple[list[int], Any]:
-        res = dec.generate(ids, max_new_tokens=n, eos_token_id=None, seed=s.seed, **gen)
-        return res.token_ids, res
+        out = eng.run(ids, n)
+        return out.tokens, out.raw["result"]
 
     return run
 
@@ -307,26 +306,13 @@ def make_policy(name: str, k_max: int, verify_cost: dict[int, float] | None = No
 
 
 def _hf_runner(s: BenchSettings, w: Workload, m: Method) -> Callable:
-    model = w.target.model
-    gc = copy.deepcopy(model.generation_config)
-    gc.update(do_sample=False, max_new_tokens=s.max_new_tokens, min_new_tokens=None, eos_token_id=None,
-              pad_token_id=gc.pad_token_id if gc.pad_token_id is not None else 0, temperature=None, top_k=None,
-              top_p=None)
-    extra: dict[str, Any] = {}
-    if m.name == "prompt-lookup":
-        gc.prompt_lookup_num_tokens = m.k
-    elif m.name in ("early-exit", "assistant"):
-        gc.num_assistant_tokens, gc.num_assistant_tokens_schedule = m.k, "constant"  # fixed k, like labkit's
-        if m.name == "early-exit":
-            gc.assistant_early_exit = s.early_exit_layers
-        else:
-            extra["assistant_model"] = w.assistant
+    from labkit.engines.local import TransformersEngine
+
+    eng = TransformersEngine(w.target, m.name, m.k, assistant=w.assistant, early_exit_layers=s.early_exit_layers,
+                             max_new_tokens=s.max_new_tokens)
 
     def run(ids: torch.Tensor, n: int) -> tuple[list[int], Any]:
-        x = ids[None]
-        gc.max_new_tokens = n  # set on the config: generate warns when a config and loose arguments are mixed
-        out = model.generate(x, attention_mask=torch.ones_like(x), generation_config=gc, **extra)
-        return out[0, ids.numel():].tolist(), None
+        return eng.run(ids, n).tokens, None
 
     return run
 
