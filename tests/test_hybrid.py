@@ -91,6 +91,17 @@ def test_make_drafter_hybrid_spec():
         HybridDrafter(d.fallback, model_k=-1)
 
 
+def test_specs_take_an_mtp_head_from_a_file(tmp_path):
+    """mtp:FILE and hybrid:...:FILE load a head train-mtp wrote (a candidate next to the shipped one)."""
+    shipped = make_drafter("mtp")
+    path = tmp_path / "candidate.safetensors"
+    shipped.save(path)
+    mtp = make_drafter(f"mtp:{path}")
+    assert torch.equal(mtp.head.vocab_ids, shipped.head.vocab_ids)
+    hybrid = make_drafter(f"hybrid:3:auto:2:{path}")
+    assert isinstance(hybrid.fallback, MTPDrafter) and hybrid.lengths["fallback"] == 2
+
+
 def test_every_drafter_is_exported():
     import labkit.drafters as D
 

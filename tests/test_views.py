@@ -217,3 +217,21 @@ def test_summary_gives_the_two_numbers_and_says_when_it_was_live(sampled):
     live = views.summary_html(live_rounds=list(res.rounds), baseline=(n / secs) / 2)
     assert "<b>2.00×</b> speed of plain decoding while drawing live" in live
     assert views.summary_html(res).count("speed") == 0  # no baseline, no speed claim
+
+
+def test_no_browser_means_interactive_figures_only_and_no_wait(monkeypatch, tmp_path):
+    """Without Chrome/Chromium (Binder, a bare laptop) the notebook set-up must not start kaleido: its first figure
+    would wait for a browser that never comes. With one on PATH, the check finds it."""
+    import time
+
+    from labkit.lab import widgets
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("BROWSER_PATH", raising=False)
+    monkeypatch.setattr("choreographer.browsers.chromium.get_chrome_download_path", lambda: tmp_path / "none")
+    t0 = time.perf_counter()
+    assert widgets.static_images() is False and time.perf_counter() - t0 < 2
+    fake = tmp_path / "chromium"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert widgets._have_browser() is True

@@ -29,9 +29,10 @@ def make_drafter(spec: str | None, target=None, verify_cost: dict[int, float] | 
     """A drafter from a short spec.
 
     none, ngram[:n], early-exit[:layers], synthetic[:alpha], draft-model:<id>, mtp[:name],
-    hybrid[:min_match[:lookup_k:model_k]] (prompt lookup when the last ``min_match`` tokens, default 3, occurred
-    before; the shipped MTP head otherwise; each source's own draft length: an integer or "auto", a cost model per
-    source fed ``verify_cost``, e.g. ``hybrid:3:auto:auto``).
+    hybrid[:min_match[:lookup_k:model_k[:mtp]]] (prompt lookup when the last ``min_match`` tokens, default 3,
+    occurred before; the MTP head otherwise, shipped or a file; each source's own draft length: an integer or "auto",
+    a cost model per source fed ``verify_cost``, e.g. ``hybrid:3:auto:auto``). ``mtp`` also takes a .safetensors
+    file written by ``labkit train-mtp``.
     """
     if spec is None or spec in ("", "none", "plain"):
         return None
@@ -51,17 +52,26 @@ def make_drafter(spec: str | None, target=None, verify_cost: dict[int, float] | 
         device = target.device if target is not None else None
         return DraftModelDrafter(load_target(arg, dtype=dtype, device=device))
     if kind == "mtp":
-        from labkit.drafters.mtp.drafter import MTPDrafter  # noqa: PLC0415  (arrives with the MTP drafter)
-
-        return MTPDrafter.pretrained(arg or "gemma3-270m")
+        return mtp_from_spec(arg)
     if kind == "hybrid":
-        from labkit.drafters.mtp.drafter import MTPDrafter
-
-        return hybrid_from_spec(MTPDrafter.pretrained("gemma3-270m"), arg, verify_cost)
+        parts = arg.split(":") if arg else []
+        if len(parts) > 4:
+            raise ValueError(f"drafter: 'hybrid:{arg}': expected hybrid[:min_match[:lookup_k:model_k[:mtp]]]")
+        head = mtp_from_spec(parts[3] if len(parts) == 4 else "")
+        return hybrid_from_spec(head, ":".join(parts[:3]), verify_cost)
     raise ValueError(
         f"drafter: unknown spec {spec!r}; allowed: none, ngram[:n], early-exit[:layers], synthetic[:alpha], "
         "draft-model:<id>, mtp[:name], hybrid[:min_match[:lookup_k:model_k]]"
     )
+
+
+def mtp_from_spec(arg: str) -> Drafter:
+    """An MTP drafter: shipped weights by target name (default gemma3-270m) or a .safetensors file train-mtp wrote."""
+    from labkit.drafters.mtp.drafter import MTPDrafter
+
+    if arg.endswith(".safetensors"):
+        return MTPDrafter.load(arg)
+    return MTPDrafter.pretrained(arg or "gemma3-270m")
 
 
 def hybrid_from_spec(fallback: Drafter, arg: str, verify_cost: dict[int, float] | None = None) -> HybridDrafter:

@@ -65,6 +65,8 @@ def static_images(width: int = 760, height: int = 440) -> bool:
     Chromium to draw with (the figures then stay plotly JSON only). The browser stops when the kernel exits."""
     import atexit
 
+    if not _have_browser():  # kaleido would wait for one (or try to download one) at the first figure
+        return False
     try:
         import kaleido
         import plotly.io as pio
@@ -77,6 +79,26 @@ def static_images(width: int = 760, height: int = 440) -> bool:
         png.width, png.height = width, height
         return True
     except Exception:  # noqa: BLE001  (no browser, no kaleido: interactive figures only)
+        return False
+
+
+def _have_browser() -> bool:
+    """A Chrome or Chromium kaleido can draw with: on PATH, at $BROWSER_PATH, macOS's app, or kaleido's own copy."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    names = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome", "msedge")
+    if os.environ.get("BROWSER_PATH") or any(shutil.which(n) for n in names):
+        return True
+    if Path("/Applications/Google Chrome.app").exists():
+        return True
+    try:
+        from choreographer.browsers.chromium import get_chrome_download_path
+
+        path = get_chrome_download_path()
+        return path is not None and Path(path).exists()
+    except Exception:  # noqa: BLE001  (another choreographer: no downloaded copy to find)
         return False
 
 

@@ -263,7 +263,8 @@ def _make_drafter(spec: str, s: BenchSettings, w: Workload) -> Any:
         return DraftModelDrafter(w.assistant)
     if spec == "early-exit":
         spec = f"early-exit:{s.early_exit_layers}"
-    if spec.partition(":")[0] in ("mtp", "hybrid") and s.quick:  # no shipped head for tiny models: a random one
+    # no shipped head for tiny models: a random one (a head from a file is loaded as given)
+    if spec.partition(":")[0] in ("mtp", "hybrid") and s.quick and ".safetensors" not in spec:
         from labkit.drafters import hybrid_from_spec
         from labkit.drafters.mtp.drafter import MTPDrafter
 
