@@ -226,7 +226,7 @@ class SpeculativeDecoder:
         target_kv = KVTrace(kv_start, kv_start, kv_verified, cache_len(run.cache))
         drafter_kv = None if dkv_start is None else KVTrace(dkv_start, dkv_drafted, dkv_drafted, self._drafter_kv())
         reason = self._draft_reason(plan, k, draft, run)
-        if getattr(prop, "note", ""):
+        if prop.note:
             reason = f"{prop.note}; {reason}"
         return _record(index, at, verdict, emitted, run.finished, prop, k, reason, target_kv, drafter_kv, clock)
 

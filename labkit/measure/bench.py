@@ -491,7 +491,8 @@ def add_free_draft_verify_cost(rows: list[dict], runs: list[dict], methods: list
         base = _pool(cat)
         mine = [x for x in runs if x["method"] == Method("llama.cpp", r["method"], r["k"]).key
                 and r["category"] in ("all", x["category"])]
-        t1 = base.verify_seconds / base.new_tokens if base.new_tokens else 0.0
+        tok_s = metrics.decode_tok_s(base) if base.new_tokens else 0.0
+        t1 = 1.0 / tok_s if tok_s else 0.0  # plain decoding drafts nothing: its decode time is all verify
         r["verify_cost"] = metrics.verify_cost_free_drafts(_pool(mine), t1) if mine else None
 
 
