@@ -179,6 +179,30 @@ def test_init_from_starts_at_the_given_head(tmp_path, trained):
     assert abs(a - summary["heldout"]["acceptance_by_position"][0]) < 0.1 and a > 0.4
 
 
+def test_a_fused_head_with_the_last_state_starts_as_the_unfused_head(tmp_path, trained):
+    """--fuse --fuse-last --init-from: fc passes the last hidden state through, so at step 0 the fused head drafts
+    what the given head drafts; a fused head that lacks the last state cannot start from it (one clear line)."""
+    target, _, summary = trained
+    src = tmp_path / "src.safetensors"
+    trained[1].save(src)
+    last = target.model.config.num_hidden_layers
+    cfg = tiny_cfg(tmp_path / "f", steps=1, lr=1e-9, warmup=1, init_from=str(src), fuse=True, fuse_last=True,
+                   aux_layers=(0,))
+    cont = train(cfg, target=target, progress=False)
+    fused = MTPDrafter.load(tmp_path / "f" / "mtp.safetensors")
+    assert fused.hidden_layers == (0, last) and fused.head.fuse.weight.shape == (32, 64)
+    a = cont["heldout"]["acceptance_by_position"][0]
+    assert abs(a - summary["heldout"]["acceptance_by_position"][0]) < 0.02
+    for prompt in PROMPTS[:2]:  # the engine hands it hidden_states[0] and [L]: its drafts are the source head's
+        one = SpeculativeDecoder(target, trained[1], k=3).generate(prompt, max_new_tokens=20)
+        two = SpeculativeDecoder(target, fused, k=3).generate(prompt, max_new_tokens=20)
+        assert two.stats.counts.accepted == one.stats.counts.accepted
+    with pytest.raises(ValueError, match="pass --fuse-last"):
+        train(dataclasses.replace(cfg, out=str(tmp_path / "g"), fuse_last=False), target=target, progress=False)
+    with pytest.raises(ValueError, match="pass --fuse too"):
+        train(dataclasses.replace(cfg, out=str(tmp_path / "h"), fuse=False), target=target, progress=False)
+
+
 def test_resume_continues_exactly(tmp_path):
     """10 steps + resume to 20 steps gives the weights of 20 uninterrupted steps."""
     target = tiny_target()

@@ -68,6 +68,17 @@ def test_seed_prompts_at_scale_are_many_varied_and_disjoint(seed_set):
             assert seed not in e and e not in seed
 
 
+def test_summary_seeds_are_articles_with_a_cue_and_disjoint():
+    """The summaries set: one templated article per topic and format, each ending in a summary cue; none is an
+    evaluation or held-out prompt, nor contains one."""
+    seeds = SEED_SETS["summaries"]
+    assert len(seeds) >= 8 * 64 and len(set(seeds)) == len(seeds)
+    assert all(s.rstrip().endswith(("Summary:", "TL;DR:", "In short:", "<start_of_turn>model")) for s in seeds)
+    evaluation = [p for ps in prompt_set().values() for p in ps]
+    for seed in seeds:
+        assert seed not in HELDOUT and not any(seed in e or e in seed for e in evaluation)
+
+
 def test_v2_seeds_add_translation_code_and_chat_and_keep_v1():
     """v1 stays the shipped head's recipe; v2 is v1 plus more of the formats with the lowest acceptance."""
     assert set(TRAIN_AT_SCALE) < set(TRAIN_AT_SCALE_V2)

@@ -54,6 +54,18 @@ def test_run_sweep_keeps_two_policies_with_one_repr(pair):
     assert len(rows) == 2 and all(r["policy"] == repr(a) for r in rows)
 
 
+def test_a_drafter_with_its_own_ks_runs_side_by_side(pair):
+    """own_ks: one drafter at other draft lengths than the rest, in the same interleaved run, against one plain."""
+    target, draft = pair
+    rows = run_sweep(target, {"plain": None, "a": DraftModelDrafter(draft), "b": DraftModelDrafter(draft)}, [2],
+                     PROMPTS, max_new_tokens=12, warmup=False, own_ks={"b": [1, 5]})
+    assert [(r["drafter"], r["k"]) for r in rows] == [("plain", 0), ("a", 2), ("b", 1), ("b", 5)]
+    assert all(x.k_requested <= 5 for x in rows[3]["results"][0].rounds)
+    assert max(x.k_requested for x in rows[3]["results"][0].rounds) == 5
+    with pytest.raises(ValueError, match="no drafter named c"):
+        run_sweep(target, {"a": DraftModelDrafter(draft)}, [2], PROMPTS, own_ks={"c": [3]})
+
+
 def test_run_sweep_names_a_bad_k(pair):
     with pytest.raises(ValueError, match="k: must be"):
         run_sweep(pair[0], {"dm": DraftModelDrafter(pair[1])}, ["fast"], PROMPTS, max_new_tokens=4)

@@ -93,7 +93,7 @@ def run_sweep(target: Any, drafters: Mapping[str, Any], ks: Sequence[Any], promp
               max_new_tokens: int = 48, repeats: int = 1, seed: int = 0, shuffle: bool = True,
               base: Sequence[GenerationResult] | None = None, hooks: Sequence[Callable] = (),
               on_run: Callable[[dict[str, Any]], None] | None = None, warmup: bool = True,
-              **gen: Any) -> list[dict[str, Any]]:
+              own_ks: Mapping[str, Sequence[Any]] | None = None, **gen: Any) -> list[dict[str, Any]]:
     """Plain decoding and each drafter x draft length on the same prompts, side by side; one row per configuration.
 
     ``drafters`` maps a name to a drafter, or to None for plain decoding (k = 0). ``ks`` holds ints and draft-length
@@ -101,11 +101,16 @@ def run_sweep(target: Any, drafters: Mapping[str, Any], ks: Sequence[Any], promp
     for a fixed k). Speedups divide by the plain configuration's speed, or by ``base`` (results measured earlier)
     when there is none. Rows: drafter, k, policy, decode_tok_s (median over repeats of decode tokens/s pooled over
     prompts), speedup, and the quantities of labkit.core.metrics by their glossary names (see ``sweep_point``),
-    repetition, results.
+    repetition, results. ``own_ks``: draft lengths for some drafters instead of ``ks`` (a hybrid whose lookup drafts
+    long, next to drafters at k = 4), still measured side by side with the rest.
     """
+    own = {name: _draft_lengths(v) for name, v in (own_ks or {}).items()}
+    if unknown := set(own) - set(drafters):
+        raise ValueError(f"own_ks: no drafter named {', '.join(sorted(unknown))}")
     lengths = _draft_lengths(ks)
-    configs = {f"{name}/k=0" if d is None else f"{name}/{label}": (name, (0, 0) if d is None else lengths[label])
-               for name, d in drafters.items() for label in (["k=0"] if d is None else lengths)}
+    configs = {f"{name}/k=0" if d is None else f"{name}/{label}": (name, (0, 0) if d is None else kh)
+               for name, d in drafters.items()
+               for label, kh in ({"k=0": None} if d is None else own.get(name, lengths)).items()}
     runners = {label: labkit_runner(target, drafters[name], how, hooks, **gen)
                for label, (name, (_, how)) in configs.items()}
     records = run_side_by_side(runners, {"": list(prompts)}, max_new_tokens, repeats, seed, shuffle,
@@ -150,7 +155,9 @@ def sweep_point(k: int, runs: Sequence[Any], base: Sequence[Any] | None) -> dict
 
 
 def compare(target: Any, drafters: dict[str, Any], prompts: Sequence[str], k: int = 4, max_new_tokens: int = 48,
-            **gen: Any) -> list[dict[str, Any]]:
-    """Each drafter (None = plain) at one k on the same prompts: run_sweep's rows without the k and policy."""
-    rows = run_sweep(target, drafters, [k], prompts, max_new_tokens=max_new_tokens, **gen)
+            own_k: Mapping[str, int] | None = None, **gen: Any) -> list[dict[str, Any]]:
+    """Each drafter (None = plain) at one k (``own_k``: another for some) on the same prompts: run_sweep's rows
+    without the k and policy."""
+    rows = run_sweep(target, drafters, [k], prompts, max_new_tokens=max_new_tokens,
+                     own_ks={name: [v] for name, v in (own_k or {}).items()}, **gen)
     return [{key: v for key, v in r.items() if key not in ("k", "policy")} for r in rows]

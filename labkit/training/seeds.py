@@ -180,7 +180,7 @@ FORMATS = [
 ]
 
 # Issue 17 ("v2" seeds): more of the formats where held-out and bench acceptance were lowest (translation, code,
-# chat). Kept apart so the shipped head's recipe (and notebooks 07 and 09, which train from it) stays reproducible.
+# chat). Kept apart so the first head's recipe (and notebooks 07 and 09, which train from it) stays reproducible.
 MORE_FORMATS = [
     "Translate English to German.\nEnglish: We watched a film about {t} last night.\nGerman:",
     "Translate English to Italian.\nEnglish: Tell me more about {t}, please.\nItalian:",
@@ -195,11 +195,36 @@ MORE_FORMATS = [
 ]
 
 
+# Summaries: the bench category the v2 head accepted least (0.18 first-position acceptance, issue 17). None of v1's
+# or v2's formats is an article followed by "Summary:". A short templated article per topic (disjoint from
+# prompts.json's articles), then the cue; extra shards are generated with this set alone (--seed-set summaries).
+SUMMARY_FORMATS = [
+    "Article: A new study of {t} was published on Monday. The authors spent three years collecting data and say "
+    "the results surprised them. They will present the work at a conference in the autumn.\nSummary:",
+    "Article: The city museum opened an exhibition about {t} this weekend. More than two thousand visitors came on "
+    "the first day, and the organisers have extended the opening hours.\nSummary:",
+    "Article: Teachers in the region want more lessons about {t}. A survey of four hundred schools found that most "
+    "pupils knew little about it, and a pilot course starts in January.\nSummary:",
+    "Article: A local group has raised money to support research on {t}. The funds will pay for two students and "
+    "new equipment, and the first results are expected next year.\nSummary:",
+    "<start_of_turn>user\nSummarize this in one sentence: Interest in {t} has grown quickly. Online searches "
+    "doubled in two years, and several new books on the subject appeared this spring.<end_of_turn>\n"
+    "<start_of_turn>model\n",
+    "<start_of_turn>user\nGive me the key points of this note: The committee discussed {t} for an hour, agreed to "
+    "ask experts for advice and will meet again in March.<end_of_turn>\n<start_of_turn>model\n",
+    "Text: A documentary crew followed experts on {t} for six months. The film shows their daily work and the "
+    "problems they face, and it will be broadcast in December.\nTL;DR:",
+    "Report: Volunteers recorded what they learned about {t} in a shared notebook. After a year it held more than "
+    "five hundred entries, which the group now plans to publish.\nIn short:",
+]
+
+
 def generated_prompts(formats: list[str] | None = None) -> list[str]:
     """Every format with every topic, in a fixed order (the caller shuffles with its own seed)."""
     return [f.format(t=t) for t in TOPICS for f in (formats or FORMATS)]
 
 
-TRAIN_AT_SCALE = TRAIN + generated_prompts()  # "v1": the shipped head's seeds
+TRAIN_AT_SCALE = TRAIN + generated_prompts()  # "v1": the first head's seeds (the shipped one continued on v2)
 TRAIN_AT_SCALE_V2 = TRAIN + generated_prompts(FORMATS + MORE_FORMATS)
-SEED_SETS = {"v1": TRAIN_AT_SCALE, "v2": TRAIN_AT_SCALE_V2}
+SUMMARIES = generated_prompts(SUMMARY_FORMATS)
+SEED_SETS = {"v1": TRAIN_AT_SCALE, "v2": TRAIN_AT_SCALE_V2, "summaries": SUMMARIES}

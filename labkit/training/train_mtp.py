@@ -29,7 +29,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,9 @@ class TrainConfig:
     # Target layers whose inputs the data also stores (hidden.<i>), for an EAGLE-3-style head that fuses low,
     # middle and high features; None = EAGLE-3's choice (2, L // 2, L - 3), () = only the last hidden state.
     aux_layers: tuple[int, ...] | None = None
-    seed_set: str = "v1"  # seed prompts (labkit.training.seeds.SEED_SETS): v1 = the shipped head's, v2 adds formats
+    seed_set: str = "v1"  # seed prompts (labkit.training.seeds.SEED_SETS): v1 = the first head's; v2, summaries
     fuse: bool = False  # train an EAGLE-3-style head on those layers (needs data that stores them)
+    fuse_last: bool = False  # the fused head also reads the last hidden state (the one the LM head scores)
     init_from: str | None = None  # start from this drafter's weights and vocabulary (e.g. the shipped head)
     vocab: int = 4096  # reduced vocabulary: the most frequent tokens of the generated text (+ context tokens)
     layers: int = 2
@@ -84,6 +85,39 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------------- data
+
+
+def fuse_layers_for(model: Any, cfg: TrainConfig) -> list[int]:
+    """The features a fused head reads: the aux layers' inputs, then (``fuse_last``) the last hidden state, L."""
+    layers = list(aux_layers_for(model, cfg.aux_layers))
+    return layers + [text_config(model).num_hidden_layers] if cfg.fuse_last else layers
+
+
+def init_config(start: MTPHead, fuse: list[int] | None, last: int) -> MTPConfig:
+    """The config of a run that starts from ``start``: its own, with ``fuse`` features if asked for. An unfused
+    head can start a fused one only if the fused features end with the last hidden state (see init_weights)."""
+    have = start.config.fuse_layers
+    if not fuse or have == fuse:
+        if have and not fuse:
+            raise ValueError(f"--init-from: that head is fused (layers {have}); pass --fuse with the same layers")
+        return start.config
+    if have or fuse[-1] != last:
+        raise ValueError(f"--init-from: a head reading {have or 'the last hidden state'} cannot start one that fuses "
+                         f"layers {fuse}; pass --fuse-last (then the new head starts as the given one)")
+    return replace(start.config, fuse_layers=list(fuse))
+
+
+def init_weights(head: MTPHead, start: MTPHead) -> None:
+    """Copy ``start`` into ``head``. A fused head started from an unfused one gets an fc that passes the last
+    hidden state through and ignores the other layers (zero weights, which still get gradients): step 0 drafts
+    exactly as ``start`` does, and training can only add what the low and middle layers know."""
+    state = {k: v.float() for k, v in start.state_dict().items()}
+    if head.config.fuse_layers and not start.config.fuse_layers:
+        H = head.config.backbone_hidden
+        fc = torch.zeros(H, len(head.config.fuse_layers) * H)
+        fc[:, -H:] = torch.eye(H)
+        state["fuse.weight"] = fc
+    head.load_state_dict(state)
 
 
 def aux_layers_for(model: Any, aux_layers: tuple[int, ...] | None) -> tuple[int, ...]:
@@ -407,7 +441,8 @@ def prepare_data(cfg: TrainConfig, target: Target, out: Path, progress: bool) ->
                               desc=f"shard {i + 1}/{cfg.data_batches} (T={temp})", sampled_prefix=prefix,
                               aux_layers=aux)
             tmp = path.with_suffix(".tmp")
-            save_file(d, str(tmp), metadata={"temperature": str(temp), "greedy_prefix": str(cfg.greedy_prefix)})
+            save_file(d, str(tmp), metadata={"temperature": str(temp), "greedy_prefix": str(cfg.greedy_prefix),
+                                             "seed_set": cfg.seed_set})
             os.replace(tmp, path)
             bar.update(per_shard)
         chunks.append(load_file(str(path)))
@@ -464,6 +499,8 @@ def train(cfg: TrainConfig, target: Target | None = None, resume: bool = False, 
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.fuse_last and not cfg.fuse:
+        raise ValueError("--fuse-last: adds the last hidden state to a fused head's features; pass --fuse too")
     out = Path(cfg.out)
     started = (out / "state.json").exists() or (out / "data").exists()
     if started and not resume and not data_only:  # adding shards to a data folder is always a resume
@@ -481,20 +518,22 @@ def train(cfg: TrainConfig, target: Target | None = None, resume: bool = False, 
                 "positions": sum(d["ids"].shape[0] * (d["ids"].shape[1] - int(d["prompt_len"]) + 1) for d in chunks)}
 
     vocab_ids = build_vocab(chunks, cfg.vocab, target.vocab_size)
-    fuse = list(aux_layers_for(target.model, cfg.aux_layers)) if cfg.fuse else None
+    fuse = fuse_layers_for(target.model, cfg) if cfg.fuse else None
+    last = text_config(target.model).num_hidden_layers  # hidden_states[L]: the final normed state, data's "hidden"
+    for d in [*chunks, heldout]:
+        d.setdefault(f"hidden.{last}", d["hidden"])  # an alias in memory, no copy
     if fuse and (missing := [f"hidden.{i}" for i in fuse if f"hidden.{i}" not in chunks[0]]):
         raise ValueError(f"--fuse: the data in {out / 'data'} lacks {', '.join(missing)}; generate data that stores "
                          "those layers (--aux-layers) in a new --out folder")
     c = MTPConfig.for_target(target.model, layers=cfg.layers, hidden=cfg.hidden, intermediate=cfg.intermediate,
                              fuse_layers=fuse)
+    start = None
     if cfg.init_from and not (out / "checkpoint.safetensors").exists():
         start = MTPDrafter.load(cfg.init_from).head
-        if fuse:
-            raise ValueError("--init-from: a fused head starts from scratch (its input differs); drop one of them")
-        c, vocab_ids = start.config, start.vocab_ids.clone()
+        c, vocab_ids = init_config(start, fuse, last), start.vocab_ids.clone()
     head = MTPHead(c, vocab_ids).train()
-    if cfg.init_from and not (out / "checkpoint.safetensors").exists():
-        head.load_state_dict({k: v.float() for k, v in start.state_dict().items()})
+    if start is not None:
+        init_weights(head, start)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
     state: dict[str, Any] = {"step": 0, "train_seconds": 0.0, "data_seconds": data_s, "history": [], "evals": []}
     if resume and (out / "checkpoint.safetensors").exists():
@@ -573,10 +612,14 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--new-tokens", type=int, default=d.new_tokens)
     p.add_argument("--vocab", type=int, default=d.vocab, help="size of the reduced vocabulary the head scores")
     p.add_argument("--layers", type=int, default=d.layers, choices=(1, 2))
-    p.add_argument("--seed-set", default=d.seed_set, choices=("v1", "v2"),
-                   help="seed prompts of the data: v1 = the shipped head's; v2 adds translation, code and chat formats")
+    p.add_argument("--seed-set", default=d.seed_set, choices=("v1", "v2", "summaries"),
+                   help="seed prompts of the shards this run adds: v1 = the first head's; v2 adds translation, code "
+                        "and chat formats; summaries = article + 'Summary:' only (extra shards for that category)")
     p.add_argument("--fuse", action="store_true",
                    help="an EAGLE-3-style head: its first step reads the fused --aux-layers features")
+    p.add_argument("--fuse-last", action="store_true",
+                   help="with --fuse: the last hidden state is a fourth feature (lets --init-from start the fused "
+                        "head from a trained unfused one)")
     p.add_argument("--init-from", default=None, metavar="MTP_SAFETENSORS",
                    help="start from this drafter's weights and vocabulary (e.g. labkit/data/mtp-gemma3-270m."
                         "safetensors) instead of a random head")
@@ -604,6 +647,7 @@ def _cmd(args: argparse.Namespace) -> int:
                       vocab=args.vocab, layers=args.layers, hidden=args.hidden, intermediate=args.intermediate,
                       unroll=args.unroll, distill_top=args.distill_top, train_batch=args.train_batch, lr=args.lr,
                       eval_every=args.eval_every, aux_layers=args.aux_layers, fuse=args.fuse,
+                      fuse_last=args.fuse_last,
                       init_from=args.init_from, seed_set=args.seed_set,
                       checkpoint_every=args.checkpoint_every, threads=args.threads)
     summary = train(cfg, resume=args.resume, data_only=args.data_only)

@@ -34,9 +34,18 @@ print(f"{target.name}: {sum(p.numel() for p in target.model.parameters()) / 1e6:
 # %% [markdown]
 # ## The drafter
 #
-# The simplest drafter costs nothing: **prompt lookup** (an n-gram drafter). It finds the last few tokens
-# earlier in the text and proposes whatever followed them there. It shines when the output repeats the input —
-# code, summaries, edits — and proposes nothing when there is no match.
+# labkit's best general drafter on its bench (`labkit/data/MODEL_CARD.md`) is a **hybrid** of two:
+#
+# * **prompt lookup** (an n-gram drafter) finds the last few tokens earlier in the text and proposes whatever
+#   followed them there. It costs nothing, so where it finds a match it may draft long. It shines when the output
+#   repeats the input — code, summaries, edits — and proposes nothing when there is no match.
+# * everywhere else, labkit's **MTP head**: a small trained network (9M parameters, notebook 04) that reads the
+#   target's own last hidden state and KV cache, the way Gemma 4's "assistant" drafters do. Every draft step costs
+#   one pass of the head, and its guesses get less likely the further ahead they reach, so it drafts short.
+#
+# How long each drafts is decided round by round by a cost model fed this machine's measured verify cost (a forward
+# over more tokens costs more on some machines than on others: notebook 01). Each round's record says which of the
+# two drafted and why.
 #
 # One thing to know about this target: it is a small **base** model (not trained to chat or to stop). Under greedy
 # decoding such a model often *loops*: "The capital of France is" continues "the capital of the country of France.
@@ -45,10 +54,13 @@ print(f"{target.name}: {sum(p.numel() for p in target.model.parameters()) / 1e6:
 # therefore prints the generated text and its **repetition** (the share of generated 4-grams already seen).
 #
 # First, plain decoding: one target forward per token. It is the baseline every speedup divides by (it also
-# warms the model up, so the comparison below is fair).
+# warms the model up, so the comparison below is fair). Then this machine's verify cost, which the hybrid's
+# cost model reads (measured once per session, shared by every notebook).
 
 # %%
-from labkit.drafters import NGramDrafter
+# NBVAL_IGNORE_OUTPUT
+from labkit.drafters import HybridDrafter, MTPDrafter
+from labkit.measure.machine import reference
 
 prompt = (
     "def is_prime(n: int) -> bool:\n"
@@ -59,23 +71,32 @@ prompt = (
     "def is_even(n: int) -> bool:\n"
 )
 N = 64
+K_MAX = 12  # the most either source may draft in one round
 plain = plain_decoder(target).generate(prompt, max_new_tokens=N)
 print(f"plain decoding: {N} tokens, {len(plain.rounds)} target forwards")
+ref = reference(target)  # this machine's verify-cost curve T(k+1)/T(1)
+print(f"verify cost: {ref.line(4)} ({ref.source})")
+
+
+def hybrid():
+    """A fresh hybrid (its cost models learn within each generation): prompt lookup, else the MTP head."""
+    return HybridDrafter(MTPDrafter.pretrained("gemma3-270m"), min_match=3, lookup_k="auto", model_k="auto",
+                         k_max=K_MAX, verify_cost=ref.curve)
 
 # %% [markdown]
-# ## Live: draft 4, verify 4 in one forward, repeat
+# ## Live: draft, verify all drafts in one forward, repeat
 #
-# Run the next cell and watch the strip fill. Each round the drafter proposes up to `k = 4` tokens; the target
-# scores all of them in one forward and keeps the longest prefix it agrees with (greedy decoding: the target's
-# own argmax). The panels below the strip update as rounds arrive: acceptance by draft position, time spent
+# Run the next cell and watch the strip fill. Each round the drafter proposes up to 12 tokens (prompt lookup) or
+# a few (the MTP head); the target scores all of them in one forward and keeps the longest prefix it agrees with
+# (greedy decoding: the target's own argmax). The panels below the strip update as rounds arrive: acceptance by draft position, time spent
 # drafting vs verifying per round, and the target's KV cache.
 
 # %%
 from labkit.lab.widgets import LiveDashboard
 
-dash = LiveDashboard(target.tokenizer, prompt=prompt, title="prompt lookup, k = 4", baseline=plain)
+dash = LiveDashboard(target.tokenizer, prompt=prompt, title="hybrid: prompt lookup, else the MTP head", baseline=plain)
 display(dash)
-decoder = SpeculativeDecoder(target, NGramDrafter(3), k=4, hooks=[dash])  # the dashboard is a hook
+decoder = SpeculativeDecoder(target, hybrid(), k=K_MAX, hooks=[dash])  # the dashboard is a hook
 result = decoder.generate(prompt, max_new_tokens=N)
 
 # %% [markdown]
@@ -97,8 +118,7 @@ from labkit.core import metrics
 from labkit.measure.sweep import run_sweep
 
 REPEATS = ci_scale(3, 2)
-rows = run_sweep(target, {"plain": None, "prompt lookup": NGramDrafter(3)}, [4], [prompt], max_new_tokens=N,
-                 repeats=REPEATS)
+rows = run_sweep(target, {"plain": None, "hybrid": hybrid()}, [K_MAX], [prompt], max_new_tokens=N, repeats=REPEATS)
 plain_row, timed_row = rows
 timed = timed_row["results"][0]
 assert timed.token_ids == result.token_ids  # hooks observe, they never change the result
@@ -129,8 +149,7 @@ pd.DataFrame(metrics.table(timed_metrics), columns=["quantity", "value", "formul
 
 # %% [markdown]
 # Two pairs are easy to confuse. *Tokens per verify* counts every target forward; the *mean acceptance length*
-# counts only verify steps that had a draft, so it is higher when prompt lookup found nothing to propose in some
-# rounds. *Decode tok/s* leaves the prefill out; *end-to-end tok/s* divides by the whole call.
+# counts only verify steps that had a draft, so it is higher when neither drafter proposed anything in some rounds. *Decode tok/s* leaves the prefill out; *end-to-end tok/s* divides by the whole call.
 
 # %% [markdown]
 # What was generated, how much of it repeats earlier text, and what this run's numbers say about speed (the
@@ -140,18 +159,22 @@ pd.DataFrame(metrics.table(timed_metrics), columns=["quantity", "value", "formul
 # %%
 # NBVAL_IGNORE_OUTPUT
 from labkit.lab.explain import explain_repetition, explain_speed, outcome_now
-from labkit.measure.machine import reference
 from labkit.measure.text import repetition
+from labkit.measure.theory import verify_at
 
 print(prompt + result.text)
 print("---")
 share = repetition(target.tokenizer(prompt, add_special_tokens=False)["input_ids"], result.token_ids)
-ref = reference(target)  # this machine's verify-cost curve: measured once per session, shared by every notebook
+k_mean = max(1, round(timed_row["mean_draft_length"]))  # the round's k varies: judge it at its typical length
+verify_at_k = verify_at(ref.curve, k_mean)  # interpolated between the measured draft lengths
+sources = pd.Series(decoder.drafter.used).map({"ngram": "prompt lookup", "fallback": "MTP head"}).value_counts()
 print(explain_repetition(share))
-print(explain_speed(outcome_now(speedup=speedup, tokens_per_verify=timed_row["tokens_per_verify"], k=4,
-                                verify_cost=ref.curve[4], c=timed_row["draft_cost"], alpha=timed_row["alpha"]),
-                    what="prompt lookup"))
-print(f"(Verify cost: {ref.line(4)}; {ref.source}, {ref.when}.)")
+print(explain_speed(outcome_now(speedup=speedup, tokens_per_verify=timed_row["tokens_per_verify"], k=k_mean,
+                                verify_cost=verify_at_k, c=timed_row["draft_cost"], alpha=timed_row["alpha"]),
+                    what="the hybrid"))
+print(f"(Rounds drafted by each source in the live run: {sources.to_dict()}; "
+      f"{timed_row['mean_draft_length']:.1f} tokens drafted per round on average, where a {k_mean + 1}-token verify "
+      f"costs {verify_at_k:.2f}x a one-token forward; {ref.source}, {ref.when}.)")
 print("(The code is the target's own greedy continuation — speculative decoding never changes it. A 270M base "
       "model writes plausible code, not necessarily correct code.)")
 
@@ -163,18 +186,19 @@ print("(The code is the target's own greedy continuation — speculative decodin
 # NBVAL_IGNORE_OUTPUT
 from labkit.lab import figures
 
-figures.acceptance_by_position({"prompt lookup, k = 4": result}, title="Acceptance by draft position")
+figures.acceptance_by_position({"hybrid": result}, title="Acceptance by draft position")
 
 # %% [markdown]
 # Same result, as a table (one row per round) — everything the engine recorded is plain data you can analyse:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-result.to_dataframe()[["index", "drafted", "accepted", "next_kind", "emitted", "draft_seconds", "verify_seconds"]].head(8)
+result.to_dataframe()[["index", "drafted", "accepted", "next_kind", "emitted", "draft_seconds", "verify_seconds",
+                       "draft_reason"]].head(8)
 
 # %% [markdown]
 # A static copy of this view (strip, numbers and figures in one HTML file) works without a kernel — handy for
-# sharing. The command line does the same: `labkit generate "..." --drafter ngram --html out.html`.
+# sharing. The command line does the same: `labkit generate "..." --drafter hybrid:3:auto:auto --html out.html`.
 
 # %%
 from labkit.lab.views import save_html
@@ -196,5 +220,8 @@ assert len(result.token_ids) == N, "generated the requested number of tokens"
 assert kinds.get("accepted", 0) > 0 and kinds.get("rejected", 0) > 0, kinds
 assert sum(len(r.emitted) for r in result.rounds) == N, "every emitted token is in a round record"
 assert tokens_per_verify > 1.2, f"the drafter should buy tokens on code: {tokens_per_verify:.2f}"
+assert set(decoder.drafter.used) == {"ngram", "fallback"}, "both sources drafted"
+assert all(r.draft_reason.startswith("hybrid: ") for r in result.rounds if r.drafted), "each round names its source"
 assert len(result.rounds) < len(plain.rounds), "fewer target forwards than plain decoding"
-print("✓ the strip shows accepted and rejected drafts; fewer target forwards than plain decoding")
+print("✓ the strip shows accepted and rejected drafts; both sources drafted, each round says which; fewer target "
+      "forwards than plain decoding")

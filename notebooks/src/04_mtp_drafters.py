@@ -91,9 +91,14 @@ shared
 # ## Drafters compared on the same prompts
 #
 # Plain decoding, prompt lookup (free, works on repetitive text), early exit (the target's first 6 layers,
-# untrained for drafting), the MTP head, and a hybrid of the two (prompt lookup where the last 3 tokens occurred
-# before, the MTP head everywhere else) — greedy, *k* = 4, the same prompts for each: three from labkit's prompt
-# set (a conversation, a summarization and a code prompt; the CI run uses the conversation and code ones).
+# untrained for drafting), the MTP head, and two hybrids of the two (prompt lookup where the last 3 tokens occurred
+# before, the MTP head everywhere else) — greedy, the same prompts for each: three from labkit's prompt set (a
+# conversation, a summarization and a code prompt; the CI run uses the conversation and code ones). Every drafter
+# drafts *k* = 4 but the second hybrid, which gives each source its own length: lookup drafts cost nothing, so
+# they may run up to 12 tokens, while each MTP step costs a head forward and its acceptance falls with the position,
+# so the head drafts short. A cost model per source, fed the verify cost measured on this machine, picks both
+# lengths round by round (`HybridDrafter(..., lookup_k="auto", model_k="auto")`; each round's record says which
+# source drafted and why). All of them run interleaved against one plain baseline.
 # Notebook 06 measures the same MTP head on other prompts of the set, so its α differs from this one: acceptance
 # depends on the text as much as on the drafter.
 #
@@ -105,15 +110,24 @@ shared
 
 # %%
 from labkit.drafters import EarlyExitDrafter, HybridDrafter, NGramDrafter
-from labkit.measure.sweep import compare
+from labkit.measure.machine import reference
 from labkit.measure.prompts import prompt_set
+from labkit.measure.sweep import compare
 
+ref = reference(target)  # this machine's verify-cost curve (below): the split hybrid's cost models read it
+
+
+def split_hybrid():
+    return HybridDrafter(mtp, min_match=3, lookup_k="auto", model_k="auto", k_max=12, verify_cost=ref.curve)
+
+
+SPLIT = "hybrid, a length per source"
 ps = prompt_set()
 prompts = ci_scale([ps["conversation"][3], ps["summarization"][3], ps["code"][2]],
                    [ps["conversation"][3], ps["code"][2]])
 drafters = {"plain": None, "prompt lookup": NGramDrafter(3), "early exit (6 layers)": EarlyExitDrafter(6), "MTP": mtp,
-            "hybrid (lookup, else MTP)": HybridDrafter(mtp, min_match=3)}
-rows = compare(target, drafters, prompts, k=4, max_new_tokens=ci_scale(40, 32))
+            "hybrid (lookup, else MTP)": HybridDrafter(mtp, min_match=3), SPLIT: split_hybrid()}
+rows = compare(target, drafters, prompts, k=4, max_new_tokens=ci_scale(40, 32), own_k={SPLIT: 12})
 
 # %% [markdown]
 # The verify cost on this machine — a forward over 5 tokens (4 drafts + 1) against one over 1 token — which every
@@ -122,9 +136,6 @@ rows = compare(target, drafters, prompts, k=4, max_new_tokens=ci_scale(40, 32))
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from labkit.measure.machine import reference
-
-ref = reference(target)
 verify_cost = ref.curve[4]  # T(5)/T(1)
 print(ref.line(4))
 print("source:", ref.source, ref.when)
@@ -176,10 +187,28 @@ figures.repetition_bars(shares)
 # NBVAL_IGNORE_OUTPUT
 from labkit.lab.explain import explain_repetition, explain_speed, outcome_now
 
+
+def by_name(rows):
+    return {r["drafter"]: r for r in rows}
+
+
+from labkit.measure.theory import verify_at
+
+
+def sentence(r):
+    """The speed sentence of one row, judged at k = 4, or at the split hybrid's typical draft length."""
+    k = 4 if r["drafter"] != SPLIT else max(1, round(r["mean_draft_length"]))
+    o = outcome_now(speedup=r["speedup"], tokens_per_verify=r["tokens_per_verify"], k=k,
+                    verify_cost=verify_at(ref.curve, k), c=r["draft_cost"], alpha=r["alpha"])
+    return explain_speed(o, what=r["drafter"])
+
+
 for r in rows[1:]:
-    o = outcome_now(speedup=r["speedup"], tokens_per_verify=r["tokens_per_verify"], k=4,
-                    verify_cost=verify_cost, c=r["draft_cost"], alpha=r["alpha"])
-    print(f"{r['drafter']}: {explain_speed(o, what=r['drafter'])}\n")
+    print(f"{r['drafter']}: {sentence(r)}\n")
+split_rounds = [x for res in by_name(rows)[SPLIT]["results"] for x in res.rounds if x.drafted]
+print(f"{SPLIT}: of its {len(split_rounds)} drafting rounds, "
+      f"{sum(x.draft_reason.startswith('hybrid: prompt lookup') for x in split_rounds)} were prompt lookup's; "
+      f"for example: {split_rounds[0].draft_reason!r}")
 print(explain_repetition(sum(shares.values()) / len(shares)))
 
 # %% [markdown]
@@ -194,8 +223,9 @@ print(explain_repetition(sum(shares.values()) / len(shares)))
 # %%
 # NBVAL_IGNORE_OUTPUT
 sampled = compare(target, {"plain": None, "prompt lookup": NGramDrafter(3), "MTP": mtp,
-                           "hybrid (lookup, else MTP)": HybridDrafter(mtp, min_match=3)},
-                  prompts, k=4, max_new_tokens=ci_scale(40, 32), temperature=1.0, top_k=64, top_p=0.95, seed=0)
+                           "hybrid (lookup, else MTP)": HybridDrafter(mtp, min_match=3), SPLIT: split_hybrid()},
+                  prompts, k=4, max_new_tokens=ci_scale(40, 32), own_k={SPLIT: 12}, temperature=1.0, top_k=64,
+                  top_p=0.95, seed=0)
 rows_frame(sampled).round(3)
 
 # %%
@@ -212,9 +242,7 @@ print(f"Tokens per verify: MTP {head['tokens_per_verify']:.2f}, prompt lookup {l
       + (" — prompt lookup drafts only where the text repeats, the head drafts every round."
          if head["tokens_per_verify"] > lookup["tokens_per_verify"] else "."))
 for r in sampled[1:]:
-    o = outcome_now(speedup=r["speedup"], tokens_per_verify=r["tokens_per_verify"], k=4,
-                    verify_cost=verify_cost, c=r["draft_cost"], alpha=r["alpha"])
-    print(f"{r['drafter']}, sampled: {explain_speed(o, what=r['drafter'])}")
+    print(f"{r['drafter']}, sampled: {sentence(r)}")
 
 # %% [markdown]
 #
@@ -270,6 +298,8 @@ assert n_head < 0.2 * n_target, "the head is small next to the target"
 assert all(r.drafter_kv is None for res in by["MTP"]["results"] for r in res.rounds), "no KV cache of its own"
 assert by["MTP"]["alpha"] > by["early exit (6 layers)"]["alpha"], "a trained MTP head beats early exit"
 assert by["MTP"]["tokens_per_verify"] > 1.2, by["MTP"]["tokens_per_verify"]
+assert all(x.draft_reason.startswith("hybrid: ") for x in split_rounds), "each split-hybrid round names its source"
+assert max(len(x.drafted) for x in split_rounds) > 4, "its lookup drafts ran longer than the others' k = 4"
 assert len(tiny.token_ids) == 16
 assert set(by_sampled) == set(drafters) - {"early exit (6 layers)"}, "every drafter ran sampled too"
 assert by_sampled["plain"]["repetition"] < rows[0]["repetition"], "sampled text repeats less than greedy text"

@@ -158,10 +158,16 @@ for p in sweep.points:
 #   `CostModel(k_max=..., verify_cost=verify_cost)`, so where a long verify is dear it drafts short, or not at all.
 # * **confidence stop**: drafts until the drafter's own probability of its token falls below a threshold (0.4 here;
 #   transformers' `assistant_confidence_threshold`).
+# * **survival stop**: the confidence stop with its threshold derived instead of chosen. After j drafted tokens
+#   the chain survives verification with probability about S = q₁·q₂·…·q_j (the drafter's own probabilities, if
+#   they are calibrated), so one more token adds about S·q_j expected tokens; it costs one draft step *c* plus the
+#   verify's growth V(j+1) − V(j), from the curve measured above. It drafts on while that marginal rate is at least
+#   the round's rate so far (`SurvivalStop(k_max=..., verify_cost=verify_cost)`; `labkit.core.draft_length.StopRule`):
+#   where a longer verify is dear it stops early even when the drafter is confident.
 # * **transformers' heuristic**: *k* + 2 after a round whose every draft was accepted, *k* − 1 otherwise.
 #
 # No policy changes *what* is generated — verification alone decides which drafts are kept — only how much drafting
-# each round pays for. Below, the three policies run against the best fixed *k* the sweep found, on the same prompts,
+# each round pays for. Below, the four policies run against the best fixed *k* the sweep found, on the same prompts,
 # with plain decoding as the baseline, all of them interleaved prompt by prompt and repeated, so that the machine's
 # noise hits each alike and the run measures its own spread. The top figure grows a bar per configuration (speedup, tokens
 # per verify, mean *k* drafted); the bottom one shows, round by round on the first prompt, the *k* each asked for
@@ -169,13 +175,14 @@ for p in sweep.points:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from labkit.core.draft_length import ConfidenceStop, CostModel, Heuristic
+from labkit.core.draft_length import ConfidenceStop, CostModel, Heuristic, SurvivalStop
 from labkit.lab.widgets import PolicySweep
 
 k_fixed = best_draft["k"]  # the fastest drafting k of the sweep above
 configs = {f"fixed k = {k_fixed}": k_fixed,
            "cost model": CostModel(k_max=max(KS), verify_cost=verify_cost),
            "confidence stop": ConfidenceStop(0.4, k_max=max(KS)),
+           "survival stop": SurvivalStop(k_max=max(KS), verify_cost=verify_cost),
            "heuristic": Heuristic(k_start=4, k_max=max(KS))}
 race = PolicySweep(target, drafter, configs, prompts, max_new_tokens=N, repeats=ci_scale(3, 2),
                    title="fixed k or a policy")
@@ -209,7 +216,7 @@ from labkit.lab.explain import explain_policy
 
 policy_sentence = explain_policy(race.rows)
 print(policy_sentence)
-for label in ("cost model", "confidence stop", "heuristic"):
+for label in ("cost model", "confidence stop", "survival stop", "heuristic"):
     print(f"\n{label}, first rounds of prompt 1:")
     for r in race.first_prompt()[label].rounds[:4]:
         print(f"  round {r.index}: asked {r.k_requested}, drafted {len(r.drafted)}, kept {r.accepted}: "
@@ -265,12 +272,13 @@ assert ("No draft length beat plain" in sentence) == (best["k"] == 0), sentence
 assert short.stopped and not short.running and len(short.points) < 4, "Stop ended the second sweep early"
 assert [r["config"] for r in race.rows] == ["plain", *configs], "plain and every configuration were measured"
 assert all(len(race.results[label]) == len(prompts) for label in configs)
-assert [r["policy"] is None for r in race.rows] == [True, True, False, False, False], race.rows
+assert [r["policy"] is None for r in race.rows] == [True, True, False, False, False, False], race.rows
 assert race.rows[1]["k"] == best_draft["k"] and race.rows[0]["speedup"] == 1.0
-for label in ("confidence stop", "heuristic"):
+for label in ("confidence stop", "survival stop", "heuristic"):
     runs = race.results[label]
     assert len({len(r.drafted) for res in runs for r in res.rounds}) > 1, f"{label}: the draft length never moved"
-assert all(r.draft_reason for res in race.results["cost model"] for r in res.rounds)
+assert all(r.draft_reason for label in ("cost model", "survival stop") for res in race.results[label]
+           for r in res.rounds)
 fastest = max((r for r in race.rows if r["k"] > 0), key=lambda r: r["speedup"])
 assert policy_sentence.startswith(f"The fastest configuration was {fastest['config']}, at "
                                   f"{fastest['speedup']:.2f}x"), policy_sentence
@@ -279,4 +287,4 @@ noise = max(best_policy["speed_spread"], race.rows[1]["speed_spread"])  # measur
 lost = best_policy["speedup"] < (1 - noise) * race.rows[1]["speedup"]
 assert ("beat every policy" in policy_sentence) == lost and ("Why:" in policy_sentence) == lost, policy_sentence
 print("✓ every k measured; tokens per verify grow with k; the sentences follow the numbers; Stop ends a sweep early;"
-      " plain, the best fixed k and three policies raced, the policies moved k, the policy sentence follows the race")
+      " plain, the best fixed k and four policies raced, the policies moved k, the policy sentence follows the race")

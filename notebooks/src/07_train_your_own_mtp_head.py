@@ -12,8 +12,9 @@
 # one. Acceptance is measured on held-out greedy text: a draft counts as accepted exactly when it equals the
 # target's next token.
 #
-# The full recipe is `labkit train-mtp` (how the shipped head was made: 305k self-generated positions, then 700
-# steps; `labkit/data/MODEL_CARD.md` has the commands and what each variant gave). Here: the same pieces, a much
+# The full recipe is `labkit train-mtp` (how the shipped head was made: a first head trained on 305k
+# self-generated positions for 700 steps, then continued for 1,000 steps on 363k new positions in more formats;
+# `labkit/data/MODEL_CARD.md` has the commands and what each variant gave). Here: the same pieces, a much
 # smaller run, live.
 
 # %% labkit-first-cell
@@ -138,17 +139,21 @@ print(f"The shipped head on the same prompts: {ship['tokens_per_verify']:.2f} to
       f"{ship['speedup']:.2f}x plain decoding's speed.")
 
 # %% [markdown]
-# **Why the gap.** The shipped head saw far more data (2,368 sequences from 1,248 seed prompts at four
-# temperatures, 305k positions) for 700 steps of 8 sequences; a few minutes on a CPU take a fresh head from a
-# random start to first drafts the target sometimes accepts — whether that already pays, the sentence above
-# says. The full recipe runs in two resumable steps (about an hour of data and 35 minutes of training on 2 cores):
+# **Why the gap.** The shipped head saw far more data — first 2,368 sequences from 1,248 seed prompts at four
+# temperatures (305k positions, 700 steps of 8 sequences), then 2,816 more sequences in more formats (translation,
+# code, chat, article summaries: 363k positions, 1,000 more steps); a few minutes on a CPU take a fresh head from
+# a random start to first drafts the target sometimes accepts — whether that already pays, the sentence above
+# says. The recipe runs in resumable steps (hours of data and about an hour of training on 2 cores):
 #
 # ```
-# labkit train-mtp --out my-run --data-only --data-batches 37
-# labkit train-mtp --out my-run --resume --data-batches 37 --steps 700 --train-batch 8 --distill-top 32
+# labkit train-mtp --out first --data-only --data-batches 37
+# labkit train-mtp --out first --resume --data-batches 37 --steps 700 --train-batch 8 --distill-top 32
+# labkit train-mtp --out more --data-only --data-batches 40 --seed-set v2
+# labkit train-mtp --out more --data-only --data-batches 44 --seed-set summaries
+# labkit train-mtp --out more --resume --data-batches 44 --steps 1000 --lr 1e-3 --init-from first/mtp.safetensors
 # ```
 #
-# and `MTPDrafter.load("my-run/mtp.safetensors")` loads the result.
+# and `MTPDrafter.load("more/mtp.safetensors")` loads the result.
 #
 # ## Check
 
