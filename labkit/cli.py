@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 DEMO_PROMPTS = [
@@ -23,7 +24,7 @@ DEMO_PROMPTS = [
 DEMO_QUICK = dict(ks="2,4", repeats=2, max_new_tokens=32)  # under 2 minutes on a busy 2-core machine
 DEMO_FULL = dict(ks="1,2,4,8", repeats=3, max_new_tokens=48)
 DRAFTER_FORMS = ("none, ngram[:n], early-exit[:layers], synthetic[:alpha], draft-model:<hub id or folder>, "
-                 "mtp[:name], hybrid[:min_match]")
+                 "mtp[:name or FILE.safetensors], hybrid[:min_match[:lookup_k:model_k[:mtp]]]")
 MAX_K = 32  # labkit.core.sampling.MAX_K (not imported: it would pull in torch before argument checks)
 HUB_TIMEOUT_S = 2.5  # the whole answer to a bad input must come within 5 s
 
@@ -85,6 +86,16 @@ def check_drafter(spec: str) -> None:
     kind, colon, arg = spec.partition(":")
     if kind in ("", "none", "plain") and not arg:
         return
+    if kind == "hybrid" and arg.count(":") in (2, 3):  # hybrid:min_match:lookup_k:model_k[:mtp] (make_drafter)
+        min_match, lookup_k, model_k, *head = arg.split(":")
+        check_drafter(f"hybrid:{min_match}" if min_match else "hybrid")
+        for name, v in (("lookup_k", lookup_k), ("model_k", model_k)):
+            if v != "auto" and not (v.isdigit() and int(v) >= 1):
+                raise UsageError(f"drafter: {spec!r}: {name} must be 'auto' or a whole number >= 1, e.g. "
+                                 "hybrid:3:auto:auto")
+        if head:
+            check_drafter(f"mtp:{head[0]}")
+        return
     forms = {"ngram": ("n", int, 1), "early-exit": ("layers", int, 1), "early_exit": ("layers", int, 1),
              "synthetic": ("alpha", float, 0.0), "hybrid": ("min_match", int, 1)}
     if kind in forms:
@@ -107,6 +118,10 @@ def check_drafter(spec: str) -> None:
         return
     if kind == "mtp":
         shipped = shipped_mtp_heads()
+        if arg.endswith(".safetensors"):  # a head written by `labkit train-mtp`
+            if not Path(arg).is_file():
+                raise UsageError(f"drafter: {spec!r}: no such file {arg!r}")
+            return
         if arg and arg not in shipped:
             raise UsageError(f"drafter: no shipped MTP head for {arg!r}; available: mtp:{', mtp:'.join(shipped)}; "
                              "train one with `labkit train-mtp`")

@@ -12,7 +12,7 @@ import torch
 
 from labkit import SpeculativeDecoder, tiny_model
 from labkit.core.sampling import SamplingConfig
-from labkit.drafters import make_drafter
+from labkit.drafters import HybridDrafter, make_drafter
 from labkit.drafters.mtp.drafter import MTPDrafter
 from labkit.drafters.mtp.weights import MTPWeightsError
 from labkit.measure.prompts import prompt_set
@@ -160,6 +160,8 @@ def test_a_fused_head_learns_and_drafts_losslessly(tmp_path):
         out = SpeculativeDecoder(target, drafter, k=3).generate(prompt, max_new_tokens=30)
         assert out.token_ids == plain.token_ids
         accepted += out.stats.counts.accepted
+        hybrid = SpeculativeDecoder(target, HybridDrafter(drafter), k=3).generate(prompt, max_new_tokens=30)
+        assert hybrid.token_ids == plain.token_ids  # the hybrid hands its fused fallback the same layers
     assert accepted > 0
     plain_data = tiny_cfg(tmp_path / "plain", aux_layers=(), steps=1, data_batches=1, batch_size=4)
     train(plain_data, target=target, progress=False, data_only=True)

@@ -45,6 +45,7 @@ class HybridDrafter(Drafter):
         split = "" if lookup_k is None and model_k is None else f", lookup k {lookup_k}, model k {model_k}"
         self.name = f"hybrid(ngram>={min_match}, {fallback.name}{split})"
         self.needs_hidden = fallback.needs_hidden
+        self.hidden_layers = tuple(getattr(fallback, "hidden_layers", ()))  # a fused head's features (the engine's)
         self.vocab_size = fallback.vocab_size
         self.used: list[str] = []  # per round of the current generation: "ngram" or "fallback"
         self._last, self._drafted = "fallback", 0

@@ -89,8 +89,8 @@ class TrainConfig:
 
 def fuse_layers_for(model: Any, cfg: TrainConfig) -> list[int]:
     """The features a fused head reads: the aux layers' inputs, then (``fuse_last``) the last hidden state, L."""
-    layers = list(aux_layers_for(model, cfg.aux_layers))
-    return layers + [text_config(model).num_hidden_layers] if cfg.fuse_last else layers
+    layers, last = list(aux_layers_for(model, cfg.aux_layers)), text_config(model).num_hidden_layers
+    return [i for i in layers if i != last] + [last] if cfg.fuse_last else layers
 
 
 def init_config(start: MTPHead, fuse: list[int] | None, last: int) -> MTPConfig:

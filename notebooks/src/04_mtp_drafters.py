@@ -130,13 +130,13 @@ drafters = {"plain": None, "prompt lookup": NGramDrafter(3), "early exit (6 laye
 rows = compare(target, drafters, prompts, k=4, max_new_tokens=ci_scale(40, 32), own_k={SPLIT: 12})
 
 # %% [markdown]
-# The verify cost on this machine — a forward over 5 tokens (4 drafts + 1) against one over 1 token — which every
-# speed sentence below uses: the machine reference, measured once per session and shared by every notebook
-# (notebook 01 explains why it differs between machines). Where it came from is printed under it:
+# The verify cost on this machine — a forward over 5 tokens (4 drafts + 1) against one over 1 token; every speed
+# sentence below reads the same curve at its own k. It is the machine reference, measured once per session and
+# shared by every notebook (notebook 01 explains why it differs between machines). Where it came from is printed
+# under it:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-verify_cost = ref.curve[4]  # T(5)/T(1)
 print(ref.line(4))
 print("source:", ref.source, ref.when)
 
