@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -119,3 +121,19 @@ def set_threads(threads: str | int | None = "auto", probe: Callable[[], float] |
         n = choose_threads(probe)[0]
     torch.set_num_threads(n)
     return n
+
+
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_info() -> tuple[str, dict[str, bool]]:
+    """The CPU's model name and which of CPU_FLAGS it reports (the platform's name and no flags where
+    /proc/cpuinfo does not exist)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine(), {}
+    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
+                platform.machine())
+    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
+    return name, {f: f in flags for f in CPU_FLAGS}

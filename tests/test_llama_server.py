@@ -47,6 +47,20 @@ def _alive(pid: int) -> bool:
         return f.read().split()[2] != "Z"
 
 
+def test_the_binary_serves_on_this_cpu_and_the_cache_says_which_variant(binary, gguf):
+    """The real binary (on an AMX machine, the build without AMX) serves a completion here; labkit's own build
+    records which variant it kept, that it served on this CPU, and `labkit doctor` says so."""
+    from labkit.engines import llama_build
+
+    proof = llama_build.prove(binary)
+    assert proof.served, proof.why
+    if binary == llama_build.cached_binary():
+        rec = llama_build.build_record()
+        assert rec["served"] is True and rec["cpu"] == llama_build.this_cpu(), rec
+        assert rec["variant"] in (*llama_build.VARIANTS, "native (older labkit)"), rec
+        assert f"{rec['variant']}, served on this CPU" in llama_build.describe()
+
+
 def test_greedy_text_is_the_same_with_and_without_the_ngram_drafter(binary, gguf):
     """llama.cpp keeps a draft only if it is the target's own greedy token: the text is plain decoding's, except
     where the verify's batched arithmetic flips a near-tie (as bf16 does in labkit, notebook 03). Every difference

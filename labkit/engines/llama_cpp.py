@@ -14,12 +14,10 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import urllib.request
@@ -27,122 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from labkit.engines.base import EngineError
+from labkit.engines.llama_build import LlamaServerError, build, cached_binary, crash_hint, exit_text, find_binary
 
-LLAMA_CPP_PYTHON = "0.3.36"  # its sdist vendors llama.cpp at 0c1e57098 (2026-10-01)
-CMAKE_FLAGS = ("-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF",
-               "-DLLAMA_OPENSSL=OFF", "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF", "-DCMAKE_BUILD_TYPE=Release")
-BUILD_ESTIMATE_S = 9 * 60  # the first build on 2 cores here (another job running); later builds record their own
-
-
-class LlamaServerError(EngineError):
-    """Anything that keeps a llama-server from serving: one line that names the fix."""
-
-
-def cache_root() -> Path:
-    from labkit.models.embedded import cache_dir
-
-    return cache_dir() / "llama.cpp" / LLAMA_CPP_PYTHON
-
-
-def cached_binary() -> Path:
-    return cache_root() / "llama-server"
-
-
-def find_binary(explicit: str | os.PathLike | None = None) -> Path:
-    """The llama-server to run: ``explicit``, else $LABKIT_LLAMA_SERVER, else labkit's cached build."""
-    env = os.environ.get("LABKIT_LLAMA_SERVER")
-    for source, value in (("--llama-server", explicit), ("$LABKIT_LLAMA_SERVER", env)):
-        if value:
-            path = Path(value).expanduser()
-            if not (path.is_file() and os.access(path, os.X_OK)):
-                raise LlamaServerError(f"{source}: {path} is not an executable file; pass the path of a llama-server "
-                                       "binary, or build one with `labkit llama-server build`")
-            return path
-    path = cached_binary()
-    if path.is_file():
-        return path
-    raise LlamaServerError("no llama-server binary: build one with `labkit llama-server build` (about "
-                           f"{_estimate() // 60} min, once per machine), or pass --llama-server PATH / set "
-                           "LABKIT_LLAMA_SERVER")
-
-
-# ----------------------------------------------------------------------------------------------------- building
-
-
-def _estimate() -> int:
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        return int(json.loads((cache_root() / "build.json").read_text())["seconds"])
-    return BUILD_ESTIMATE_S
-
-
-def build(jobs: int | None = None, progress: bool = True, force: bool = False) -> Path:
-    """Build only ``llama-server`` from the llama-cpp-python sdist (pip downloads it) with cmake, and cache it.
-    Returns the binary; a cached one is returned at once unless ``force``."""
-    target = cached_binary()
-    if target.is_file() and not force:
-        return target
-    for tool in ("cmake", "c++"):
-        if shutil.which(tool) is None:
-            raise LlamaServerError(f"building llama-server needs {tool} on PATH (e.g. apt-get install cmake g++)")
-    from tqdm.auto import tqdm
-
-    jobs = jobs or os.cpu_count() or 2
-    root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    print(f"building llama-server from llama-cpp-python {LLAMA_CPP_PYTHON} (llama.cpp source, MIT) with {jobs} "
-          f"job(s): about {_estimate() // 60} min on 2 cores; once per machine", file=sys.stderr, flush=True)
-    with tempfile.TemporaryDirectory(dir=root) as tmp:
-        work = Path(tmp)
-        src = _fetch_source(work)
-        log = work / "build.log"
-        _run(["cmake", "-S", str(src), "-B", str(work / "build"), *CMAKE_FLAGS], log, "configure")
-        bar = tqdm(total=100, desc="llama-server", unit="%", disable=not progress)
-        _run(["cmake", "--build", str(work / "build"), "--target", "llama-server", "-j", str(jobs)], log, "build",
-             bar)
-        bar.close()
-        built = work / "build" / "bin" / "llama-server"
-        if not built.is_file():
-            raise LlamaServerError(f"the build finished without {built.name}; see {log}")
-        shutil.copy2(built, root / "llama-server.tmp")
-        os.replace(root / "llama-server.tmp", target)  # atomic: a half-copied binary is never found
-    seconds = time.perf_counter() - t0
-    (root / "build.json").write_text(json.dumps({"seconds": round(seconds), "jobs": jobs,
-                                                 "when": time.strftime("%Y-%m-%d %H:%M")}))
-    print(f"llama-server built in {seconds / 60:.1f} min: {target}", file=sys.stderr)
-    return target
-
-
-def _fetch_source(work: Path) -> Path:
-    """The sdist from PyPI (pip knows the index and any mirror), unpacked: only vendor/llama.cpp."""
-    _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
-          f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "-d", str(work)], work / "download.log", "download")
-    sdist = next(work.glob("llama_cpp_python-*.tar.gz"))
-    marker = "/vendor/llama.cpp/"
-    with tarfile.open(sdist) as tar:
-        members = [m for m in tar.getmembers() if marker in m.name]
-        tar.extractall(work, members=members, filter="data")
-    sdist.unlink()
-    return next(work.glob("llama_cpp_python-*")) / "vendor" / "llama.cpp"
-
-
-def _run(cmd: list[str], log: Path, what: str, bar: Any = None) -> None:
-    """Run a build step, its output to ``log``; "[ 42%]" lines move ``bar``. A failure is one line naming the log."""
-    with open(log, "a", encoding="utf-8") as out:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert proc.stdout is not None
-        try:
-            for line in proc.stdout:
-                out.write(line)
-                m = re.match(r"\[\s*(\d+)%\]", line)
-                if bar is not None and m:
-                    bar.update(int(m.group(1)) - bar.n)
-        except BaseException:
-            proc.kill()
-            raise
-        if proc.wait() != 0:
-            raise LlamaServerError(f"llama-server {what} step failed (exit {proc.returncode}); the log is {log}")
+# building and proving the binary lives in llama_build; these names stay importable from here
+__all__ = ["LlamaCppEngine", "LlamaServer", "LlamaServerError", "build", "cached_binary", "find_binary", "spec_args"]
 
 
 # ----------------------------------------------------------------------------------------------------- running
@@ -209,6 +95,8 @@ class LlamaServer:
         self.threads = threads or _threads()
         self.port, self.ready_timeout, self.context = port, ready_timeout, context
         self.proc: subprocess.Popen | None = None
+        self._ended: int | None = None  # the exit status, kept after stop()
+        self.listened = False  # /health answered once
         self.log_path: Path | None = None
 
     @property
@@ -247,11 +135,13 @@ class LlamaServer:
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise LlamaServerError(f"llama-server exited at start (code {self.proc.returncode}): "
-                                       f"{self.last_error()}")
+                code = self.proc.returncode
+                raise LlamaServerError(f"llama-server exited at start ({exit_text(code)}): {self.last_error()}"
+                                       f"{crash_hint(code)}; its log is {self.log_path}")
             with contextlib.suppress(OSError, ValueError):
                 with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
                     if r.status == 200 and json.loads(r.read().decode()).get("status") == "ok":
+                        self.listened = True
                         return
             time.sleep(0.2)
         raise LlamaServerError(f"llama-server did not answer /health within {self.ready_timeout:.0f} s; its log "
@@ -266,21 +156,32 @@ class LlamaServer:
         errors = [ln for ln in lines if re.search(r"error|failed|couldn't|unable|invalid", ln, re.I)]
         return (errors or lines or ["no output"])[-1][:300]
 
+    def exit_text(self) -> str:
+        """How the process ended, in words ("running" while it runs)."""
+        return "running" if self.returncode is None else exit_text(self.returncode)
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once the process has ended (also after ``stop``), else None."""
+        return self._ended if self.proc is None else self.proc.poll()
 
     def stop(self) -> None:
         """Terminate (SIGTERM, then SIGKILL after 5 s); safe to call twice."""
         proc, self.proc = self.proc, None
         _LIVE.discard(self)
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        self._ended = proc.returncode
 
     def __enter__(self) -> LlamaServer:
         return self.start()
@@ -412,7 +313,8 @@ class LlamaCppEngine:
         except ServerError as e:
             if not self.server.alive():
                 raise LlamaServerError(f"{self.name}: the llama-server died during the request "
-                                       f"({self.server.last_error()})") from None
+                                       f"({self.server.exit_text()}: {self.server.last_error()})"
+                                       f"{crash_hint(self.server.returncode)}") from None
             raise e
 
     def close(self) -> None:

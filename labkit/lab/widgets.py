@@ -109,8 +109,7 @@ def run_record(threads: int | None = None) -> str:
 
     import torch
 
-    from labkit.measure.machine import cpu_info
-    from labkit.threads import cores, load_average
+    from labkit.threads import cores, cpu_info, load_average
 
     load = load_average()
     dev = f"GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else cpu_info()[0]

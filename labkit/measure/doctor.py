@@ -17,9 +17,10 @@ from typing import Any
 
 import torch
 
+from labkit.engines import llama_build
 from labkit.measure import theory
-from labkit.measure.machine import CPU_FLAGS, ROUNDS, cpu_info
-from labkit.threads import choose_threads, cores, default_threads, load_average
+from labkit.measure.machine import ROUNDS
+from labkit.threads import CPU_FLAGS, choose_threads, cores, cpu_info, default_threads, load_average
 
 KS = (1, 2, 3, 4, 6, 8, 12, 15)  # labkit.measure.machine.KS: the same curve every caller quotes
 ALPHAS = (0.5, 0.7, 0.9)  # drafter acceptance levels the verdict gives advice for
@@ -99,6 +100,7 @@ class Diagnosis:
     references: dict[str, dict[str, Any]] = field(default_factory=dict)  # dtype -> labkit.measure.machine reference
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    llama_server: str = ""  # which llama-server variant is cached and whether it served (labkit.engines.llama_build)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +139,7 @@ def diagnose(target: Any = None, ks: tuple[int, ...] = KS, repeats: int = ROUNDS
                   fastest_threads=best, policy_threads=policy, dtype="bf16", verdict=verdict(curves["bf16"]),
                   references={k: r.as_dict() for k, r in refs.items()})
     d.notes = notes(d)
+    d.llama_server = llama_build.describe()
     d.seconds = time.perf_counter() - t0
     return d
 
@@ -177,6 +180,7 @@ def render(d: Diagnosis) -> str:
         *_reference_lines(d, "bf16"),
         "bf16 " + d.verdict.text(with_curve=False),
         *d.notes,
+        d.llama_server,
         f"(measured in {d.seconds:.0f} s)",
     ]
     return "\n".join(lines)

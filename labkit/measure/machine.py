@@ -29,7 +29,7 @@ import torch
 
 from labkit.measure.timing import copy_rates, forward_times, iqr, ratio_summary
 from labkit.models.load import as_target
-from labkit.threads import cores, load_average
+from labkit.threads import cores, cpu_info, load_average
 
 KS = (1, 2, 3, 4, 6, 8, 12, 15)  # draft lengths k (verifies over k + 1 = 2..16 tokens): one set for every caller
 ROUNDS = 12
@@ -204,22 +204,6 @@ def agrees(a: Reference, b: Reference) -> bool:
     """Two references agree when every k's raw medians lie within the larger of their two interquartile ranges (and
     a small absolute margin: timers on a CPU are not better than that)."""
     return all(abs(a.raw[k] - b.raw[k]) <= max(a.spread[k], b.spread[k]) + 0.03 for k in a.raw if k in b.raw)
-
-
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-
-
-def cpu_info() -> tuple[str, dict[str, bool]]:
-    """The CPU's model name and which of CPU_FLAGS it reports (the platform's name and no flags where
-    /proc/cpuinfo does not exist)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine(), {}
-    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
-                platform.machine())
-    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
-    return name, {f: f in flags for f in CPU_FLAGS}
 
 
 def _disk_path(k: str) -> Path | None:
