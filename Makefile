@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 LAB_ARGS := $(if $(SUDO),,--allow-root)
 
-.PHONY: setup prepare lab test lint clean llama-server
+.PHONY: setup prepare lab test test-fast lint clean llama-server
 
 # torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build (here 2.13.0 is a CPU wheel on disk).
 $(STAMP): pyproject.toml
@@ -47,6 +47,12 @@ NBVAL_ARGS := --nbval --nbval-current-env --nbval-sanitize-with notebooks/saniti
 # Exit 5 means pytest collected nothing: treat it as a failure, never as a pass.
 test: setup lint /usr/bin/chromium llama-server
 	LABKIT_CI=1 LABKIT_BROWSER_REQUIRED=1 LABKIT_LLAMA_REQUIRED=1 $(BIN)/python -m pytest tests notebooks $(NBVAL_ARGS) $(PYTEST_ARGS); \
+	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest ran no tests" >&2; exit 1; fi; exit $$rc
+
+# The unit tests alone, in a few minutes: no notebooks, no browser, no server builds, nothing marked slow.
+FAST_MARKS := not slow and not server and not browser
+test-fast: setup lint
+	LABKIT_CI=1 $(BIN)/python -m pytest tests -m "$(FAST_MARKS)" $(PYTEST_ARGS); \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest ran no tests" >&2; exit 1; fi; exit $$rc
 
 clean:

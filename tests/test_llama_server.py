@@ -20,6 +20,8 @@ CODE = "def fib(n):\n    if n < 2:\n        return n\n    return fib(n - 1) + fi
 PROMPT = "The capital of France is Paris. The capital of Germany is Berlin. The capital of Italy is"
 N = 24
 
+pytestmark = pytest.mark.server
+
 
 @pytest.fixture(scope="module")
 def binary():
