@@ -260,7 +260,7 @@ def _first_that_serves(src: Path, work: Path, jobs: int,
                       "log": kept_log if not proof.served else str(log)})
         if proof.served:
             return variant, binary, tried
-        print(f"llama-server: the {variant} build did not serve ({proof.why}); its log is {kept_log}",
+        print(f"llama-server: the {variant} build did not serve: {proof.why}; its log is {kept_log}",
               file=sys.stderr, flush=True)
     return None, None, tried
 
