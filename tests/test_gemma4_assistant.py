@@ -23,7 +23,7 @@ from labkit.drafters.mtp.drafter import MTPDrafter
 from labkit.drafters.mtp.weights import MTPWeightsError
 from labkit.models.load import Target, as_target
 from labkit.models.tiny import tiny_gemma4_pair
-from labkit.training.train_mtp import self_generate
+from labkit.training.data import self_generate
 from lossless import ALPHA, DRAWS, chi2_pvalue, draw_tokens, exact_tokens, is_lossless, pvalues
 
 PROMPTS = [[1, 5, 7, 9, 3, 4, 6, 8, 10, 11, 12, 13, 14], [1, 20, 21, 22, 20, 21], [1, 30, 9, 9, 14, 27, 3]]

@@ -1,40 +1,24 @@
 """The MTP drafter (Gemma 4 assistant architecture) and its self-distillation: exactness, losslessness, errors."""
 
 import dataclasses
-import json
-import subprocess
-import sys
 from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
+from mtp_tiny import PROMPTS, tiny_cfg, tiny_target
 
 from labkit import SpeculativeDecoder, tiny_model
 from labkit.core.sampling import SamplingConfig
-from labkit.drafters import HybridDrafter, make_drafter
+from labkit.drafters import make_drafter
 from labkit.drafters.mtp.drafter import MTPDrafter
 from labkit.drafters.mtp.weights import MTPWeightsError
 from labkit.measure.prompts import prompt_set
 from labkit.models.load import Target, as_target
-from labkit.training.train_mtp import TrainConfig, train
+from labkit.training.distill import train
 from lossless import DRAWS, draw_tokens, exact_tokens, is_lossless, pvalues
 
-PROMPTS = [[1, 5, 7, 9, 3, 4, 6, 8, 10, 11, 12], [1, 20, 21, 22, 20, 21], [1, 30, 2, 9, 9, 9, 14, 27, 3, 8, 17, 6, 5]]
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def tiny_target():
-    return as_target(tiny_model(vocab_size=32, layers=2, hidden=32, seed=0), None)
-
-
-def tiny_cfg(out, **kw) -> TrainConfig:
-    base = dict(target="tiny", out=str(out), steps=150, data_batches=2, batch_size=16, new_tokens=48,
-                heldout_tokens=48, vocab=24, train_batch=8, eval_every=1000, checkpoint_every=1000, lr=3e-3,
-                warmup=10, eval_k=4)
-    return TrainConfig(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -145,31 +129,6 @@ def test_training_learns(trained):
     assert ev["mean_acceptance_length"]["4"] > 1.8
 
 
-def test_a_fused_head_learns_and_drafts_losslessly(tmp_path):
-    """EAGLE-3-style input (the target's layer inputs fused by fc): it trains on data that stores those layers,
-    the engine hands the drafter the same features, and greedy output equals plain greedy."""
-    target = tiny_target()
-    summary = train(tiny_cfg(tmp_path, fuse=True, aux_layers=(0, 1)), target=target, progress=False)
-    drafter = MTPDrafter.load(tmp_path / "mtp.safetensors")
-    assert drafter.head.config.fuse_layers == [0, 1] and drafter.hidden_layers == (0, 1)
-    assert drafter.head.fuse.weight.shape == (32, 64)
-    assert summary["heldout"]["acceptance_by_position"][0] > 0.3  # untrained: ~0.05
-    accepted = 0
-    for prompt in PROMPTS:
-        plain = SpeculativeDecoder(target, None).generate(prompt, max_new_tokens=30)
-        out = SpeculativeDecoder(target, drafter, k=3).generate(prompt, max_new_tokens=30)
-        assert out.token_ids == plain.token_ids
-        accepted += out.stats.counts.accepted
-        hybrid = SpeculativeDecoder(target, HybridDrafter(drafter), k=3).generate(prompt, max_new_tokens=30)
-        assert hybrid.token_ids == plain.token_ids  # the hybrid hands its fused fallback the same layers
-    assert accepted > 0
-    plain_data = tiny_cfg(tmp_path / "plain", aux_layers=(), steps=1, data_batches=1, batch_size=4)
-    train(plain_data, target=target, progress=False, data_only=True)
-    with pytest.raises(ValueError, match="lacks hidden.0, hidden.1"):  # data without those layers: one clear line
-        train(dataclasses.replace(plain_data, fuse=True, aux_layers=(0, 1)), target=target, progress=False,
-              resume=True)
-
-
 def test_init_from_starts_at_the_given_head(tmp_path, trained):
     """--init-from: step 0 of the new run is the given head (its held-out acceptance, not a random head's)."""
     target, _, summary = trained
@@ -203,71 +162,6 @@ def test_a_fused_head_with_the_last_state_starts_as_the_unfused_head(tmp_path, t
         train(dataclasses.replace(cfg, out=str(tmp_path / "g"), fuse_last=False), target=target, progress=False)
     with pytest.raises(ValueError, match="pass --fuse too"):
         train(dataclasses.replace(cfg, out=str(tmp_path / "h"), fuse=False), target=target, progress=False)
-
-
-def test_resume_continues_exactly(tmp_path):
-    """10 steps + resume to 20 steps gives the weights of 20 uninterrupted steps."""
-    target = tiny_target()
-    kw = dict(steps=20, data_batches=1, batch_size=8, new_tokens=24, heldout_tokens=16, checkpoint_every=10)
-    train(tiny_cfg(tmp_path / "a", **kw), target=target, progress=False)
-    train(tiny_cfg(tmp_path / "b", **{**kw, "steps": 10}), target=target, progress=False)
-    train(tiny_cfg(tmp_path / "b", **kw), target=target, progress=False, resume=True)
-    a = MTPDrafter.load(tmp_path / "a" / "mtp.safetensors").head.state_dict()
-    b = MTPDrafter.load(tmp_path / "b" / "mtp.safetensors").head.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    state = json.loads((tmp_path / "b" / "state.json").read_text())
-    assert state["step"] == 20 and len(state["history"]) == 20
-
-
-def test_resume_with_more_shards_keeps_the_checkpoint_vocabulary(tmp_path):
-    """Shards added between runs must not change which tokens the resumed head scores."""
-    from safetensors.torch import load_file
-
-    from labkit.training.train_mtp import TargetParts, build_vocab, evaluate
-
-    target = tiny_target()
-    kw = dict(data_batches=1, batch_size=8, new_tokens=24, heldout_tokens=16, checkpoint_every=5, vocab=12)
-    train(tiny_cfg(tmp_path / "r", steps=5, **kw), target=target, progress=False)
-    first = MTPDrafter.load(tmp_path / "r" / "mtp.safetensors").head.vocab_ids.clone()
-    more = {**kw, "data_batches": 3, "temperatures": (1.0,)}
-    summary = train(tiny_cfg(tmp_path / "r", steps=8, **more), target=target, progress=False, resume=True)
-    chunks = [load_file(str(p)) for p in sorted((tmp_path / "r" / "data").glob("train-*.safetensors"))]
-    assert len(chunks) == 3
-    assert not torch.equal(build_vocab(chunks, 12, target.vocab_size), first)  # the guard has work to do
-    head = MTPDrafter.load(tmp_path / "r" / "mtp.safetensors").head.float()
-    assert torch.equal(head.vocab_ids, first)
-    # the resumed run trained and evaluated on the rows of the vocabulary it saved
-    heldout = load_file(str(tmp_path / "r" / "data" / "heldout.safetensors"))
-    ev = evaluate(head, heldout, TargetParts(target, head.vocab_ids), 4)
-    assert ev["acceptance_by_position"] == pytest.approx(summary["heldout"]["acceptance_by_position"], abs=0.02)
-
-
-def test_out_folder_guards(tmp_path):
-    target = tiny_target()
-    kw = dict(steps=2, data_batches=1, batch_size=4, new_tokens=8, heldout_tokens=8)
-    with pytest.raises(ValueError, match="holds no training run"):
-        train(tiny_cfg(tmp_path / "none", **kw), target=target, progress=False, resume=True)
-    train(tiny_cfg(tmp_path / "run", **kw), target=target, progress=False)
-    with pytest.raises(ValueError, match="pass --resume"):
-        train(tiny_cfg(tmp_path / "run", **kw), target=target, progress=False)
-
-
-def test_cli_registers_and_reports_errors_in_one_line(tmp_path):
-    (tmp_path / "run" / "data").mkdir(parents=True)
-    r = subprocess.run([sys.executable, "-m", "labkit", "train-mtp", "--out", str(tmp_path / "run"), "--steps", "5"],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2
-    assert r.stderr.strip().count("\n") == 0 and "pass --resume" in r.stderr
-
-
-def test_seed_prompts_are_not_evaluation_prompts():
-    from labkit.training.seeds import HELDOUT, TRAIN
-
-    evaluation = [p for ps in prompt_set().values() for p in ps]
-    for seed in TRAIN + HELDOUT:
-        for e in evaluation:
-            assert seed not in e and e not in seed
-    assert not set(TRAIN) & set(HELDOUT)
 
 
 # ------------------------------------------------------------------------------------------- lossless sampling
@@ -471,22 +365,3 @@ def test_make_drafter_mtp_spec_names_the_weights():
     assert isinstance(d, MTPDrafter) and d.name == "mtp(gemma3-270m)" and d.needs_hidden
 
 
-def test_notebook_trainer_takes_the_same_steps_as_train_mtp(tmp_path):
-    """train_mtp_live (notebook 07) and `labkit train-mtp` share the step: same data, seed, steps -> same weights."""
-    from labkit.lab.experiments import train_mtp_live
-
-    target = tiny_target()
-    kw = dict(steps=6, data_batches=1, batch_size=8, new_tokens=24, heldout_tokens=16)
-    train(tiny_cfg(tmp_path / "cli", **kw), target=target, progress=False)
-    cfg = tiny_cfg(tmp_path / "nb", **kw)
-    losses, stops = [], []
-    live = train_mtp_live(target, cfg.out, steps=6, eval_every=3, check=lambda: stops.append(1),
-                          on_step=lambda step, loss=None, acceptance=None: losses.append(loss),
-                          **{k: v for k, v in vars(cfg).items() if k not in ("target", "out", "steps", "eval_every")})
-    a = MTPDrafter.load(tmp_path / "cli" / "mtp.safetensors").head.state_dict()
-    b = live["drafter"].head.state_dict()
-    state = json.loads((tmp_path / "cli" / "state.json").read_text())
-    assert [round(h["loss"], 5) for h in state["history"]] == [round(x, 5) for x in losses[1:]]
-    # the file holds bf16: equal up to one bf16 rounding step
-    assert all(torch.allclose(a[k].float(), b[k].float(), rtol=1e-2, atol=1e-2) for k in a)
-    assert len(stops) == 6

@@ -38,47 +38,34 @@ def train_mtp_live(target: Target, out: str, steps: int, on_step: Any = None, ch
                    eval_every: int = 10, **config: Any) -> dict[str, Any]:
     """A short self-distillation of an MTP head with a callback per step, for a live curve in a notebook.
 
-    The same pieces as ``labkit train-mtp`` (``training/train_mtp.py``: data from the target's own generations, chained
-    unrolled loss, held-out greedy acceptance), in a loop that reports ``on_step(step, loss=..., acceptance=...)``
-    and calls ``check()`` between steps (a Stop button raises there). ``config`` overrides ``TrainConfig`` fields.
-    Returns {"drafter", "heldout", "parts", "history", "evals"}.
+    ``labkit train-mtp``'s Trainer (``training.trainer``: data from the target's own generations, chained unrolled
+    loss, held-out greedy acceptance) with a hook that reports ``on_step(step, loss=..., acceptance=...)`` (step 0:
+    the untrained head's acceptance) and calls ``check()`` between steps (a Stop button raises there).
+    ``config`` overrides ``TrainConfig`` fields. Returns {"drafter", "heldout", "parts", "history", "evals"}.
     """
     from pathlib import Path
 
     from labkit.drafters.mtp.drafter import MTPDrafter
-    from labkit.drafters.mtp.network import MTPConfig, MTPHead
     from labkit.drafters.mtp.weights import describe_target
-    from labkit.training.train_mtp import TargetParts, TrainConfig, build_vocab, evaluate, prepare_data, train_step
+    from labkit.training.config import TrainConfig
+    from labkit.training.data import prepare_data
+    from labkit.training.distill import new_trainer
 
     cfg = TrainConfig(target=target.name, out=out, steps=steps, eval_every=eval_every, **config)
     torch.manual_seed(cfg.seed)
     chunks, heldout, _ = prepare_data(cfg, target, Path(out), progress=False)
-    vocab_ids = build_vocab(chunks, cfg.vocab, target.vocab_size)
-    c = MTPConfig.for_target(target.model, layers=cfg.layers, hidden=cfg.hidden, intermediate=cfg.intermediate)
-    head = MTPHead(c, vocab_ids).train()
-    parts = TargetParts(target, vocab_ids)
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
-    h_scale = float(torch.cat([d["hidden"].float().pow(2).mean().reshape(1) for d in chunks]).mean())
-    gen = torch.Generator().manual_seed(cfg.seed)
-    history, evals = [], []
+    trainer = new_trainer(cfg, target, Path(out), chunks, heldout)
 
-    def held_out(step: int) -> float:
-        ev = evaluate(head, heldout, parts, cfg.eval_k)
-        evals.append({"step": step, **ev})
-        return ev["acceptance_by_position"][0]
+    def report(_: Any, r: Any) -> None:
+        acceptance = r.heldout["acceptance_by_position"][0] if r.heldout is not None else None
+        on_step(r.step, loss=r.loss, acceptance=acceptance)
 
     if on_step is not None:
-        on_step(0, acceptance=held_out(0))
-    for step in range(steps):
-        if check is not None:
-            check()
-        loss, _ = train_step(head, opt, chunks, parts, c, cfg, step, gen, h_scale)
-        history.append({"step": step + 1, "loss": loss.item()})
-        acc = held_out(step + 1) if (step + 1) % eval_every == 0 or step + 1 == steps else None
-        if on_step is not None:
-            on_step(step + 1, loss=loss.item(), acceptance=acc)
-    drafter = MTPDrafter(head.eval(), describe_target(target), name="mtp(trained here)")
-    return {"drafter": drafter, "heldout": heldout, "parts": parts, "history": history, "evals": evals}
+        on_step(0, acceptance=trainer.record_eval()["acceptance_by_position"][0])
+    trainer.run([report] if on_step is not None else [], check=check)
+    drafter = MTPDrafter(trainer.head.eval(), describe_target(target), name="mtp(trained here)")
+    return {"drafter": drafter, "heldout": heldout, "parts": trainer.parts, "history": trainer.history,
+            "evals": trainer.evals}
 
 
 def mtp_walkthrough(target: Target, drafter: Any, prompt: str, k: int = 3) -> list[dict[str, Any]]:

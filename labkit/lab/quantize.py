@@ -92,7 +92,7 @@ def finetune_head(drafter: Any, target: Target, steps: int, sequences: int = 32,
                   train_batch: int = 8, reference: Target | None = None, seed: int = 0,
                   progress: bool = False) -> dict[str, Any]:
     """Fine-tune a copy of ``drafter``'s MTP head on ``target``'s own greedy text (the pieces of ``labkit train-mtp``:
-    self_generate, train_step, evaluate); held-out greedy acceptance before and after.
+    self_generate, the Trainer, evaluate); held-out greedy acceptance before and after.
 
     With ``reference`` (the model the head was trained for), the untouched head is also evaluated on the
     reference's own held-out text (same seed prompts): the acceptance the quantization took away.
@@ -100,14 +100,10 @@ def finetune_head(drafter: Any, target: Target, steps: int, sequences: int = 32,
     """
     from labkit.drafters.mtp.drafter import MTPDrafter
     from labkit.drafters.mtp.weights import describe_target
-    from labkit.training.train_mtp import (
-        TargetParts,
-        TrainConfig,
-        evaluate,
-        seed_prompts,
-        self_generate,
-        train_step,
-    )
+    from labkit.training.config import TrainConfig
+    from labkit.training.data import seed_prompts, self_generate
+    from labkit.training.objective import TargetParts, evaluate
+    from labkit.training.trainer import Trainer
 
     torch.manual_seed(seed)
     prefix = torch.randint(0, 9, (sequences,), generator=torch.Generator().manual_seed(seed))  # varied greedy rows
@@ -123,16 +119,12 @@ def finetune_head(drafter: Any, target: Target, steps: int, sequences: int = 32,
     if reference is not None:
         ref = evaluate(head, heldout_of(reference), TargetParts(reference, head.vocab_ids), eval_k)
     heldout = heldout_of(target)
-    parts = TargetParts(target, head.vocab_ids)
-    before = evaluate(head, heldout, parts, eval_k)
     cfg = TrainConfig(target=target.name, steps=steps, seed=seed, lr=lr, warmup=max(1, steps // 10),
-                      train_batch=train_batch)
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.95))
-    h_scale = float(chunks[0]["hidden"].float().pow(2).mean())
-    gen = torch.Generator()
-    head.train()
-    losses = [train_step(head, opt, chunks, parts, head.config, cfg, step, gen, h_scale)[0].item()
-              for step in range(steps)]
-    after = evaluate(head, heldout, parts, eval_k)
+                      train_batch=train_batch, eval_k=eval_k)
+    trainer = Trainer(head, target, chunks, cfg)
+    before = trainer.evaluate(heldout)
+    trainer.run()
+    after = trainer.evaluate(heldout)
     tuned = MTPDrafter(head.eval(), describe_target(target), name=f"mtp(tuned on {target.name})")
-    return {"drafter": tuned, "before": before, "after": after, "reference": ref, "losses": losses}
+    return {"drafter": tuned, "before": before, "after": after, "reference": ref,
+            "losses": [h["loss"] for h in trainer.history]}

@@ -1,1 +1,2 @@
-"""Training labkit's MTP head: self-distillation data, the training loop, seeds, evaluation."""
+"""Training labkit's MTP head: config, self-distillation data, the objective, the one Trainer, a run in a folder
+(distill), seeds, engine evaluation."""

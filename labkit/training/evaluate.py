@@ -1,4 +1,4 @@
-"""How the shipped MTP drafter does on the embedded default: ``python -m labkit.training.evaluate``.
+"""How the shipped MTP drafter does on the embedded default: ``labkit eval-mtp``.
 
 Greedy, 128 new tokens, every prompt of ``labkit.measure.prompts.prompt_set()`` (none was trained on), plain
 decoding ``SpeculativeDecoder(target, None)`` run right before the drafter on the same prompt (through
@@ -9,8 +9,6 @@ ratio c, and how many outputs equal plain decoding (bf16 near-ties can differ; f
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from typing import Any
 
@@ -86,30 +84,16 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"plain_decode_tok_s": plain.decode_tok_s, "by_k": out}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m labkit.training.evaluate", description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", default=None, help="an mtp.safetensors (default: the shipped weights)")
-    ap.add_argument("--ks", default="2,3,4,6")
-    ap.add_argument("--max-new-tokens", type=int, default=128)
-    ap.add_argument("--per-category", type=int, default=None)
-    ap.add_argument("--dtype", default="bf16")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", default=None, help="write rows and summary as JSON here")
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    target = load_target("gemma3-270m", dtype=args.dtype, device="cpu")
-    drafter = MTPDrafter.load(args.weights) if args.weights else MTPDrafter.pretrained("gemma3-270m")
+def evaluate_drafter(weights: str | None = None, ks: list[int] | tuple[int, ...] = (2, 3, 4, 6),
+                     max_new_tokens: int = 128, per_category: int | None = None, dtype: str = "bf16",
+                     threads: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """An MTP drafter (``weights``, default the shipped one) on the embedded gemma3-270m: {"summary", "rows"}."""
+    if threads:
+        torch.set_num_threads(threads)
+    target = load_target("gemma3-270m", dtype=dtype, device="cpu")
+    drafter = MTPDrafter.load(weights) if weights else MTPDrafter.pretrained("gemma3-270m")
     t0 = time.perf_counter()
-    rows = measure(target, drafter, [int(k) for k in args.ks.split(",")], args.max_new_tokens, args.per_category)
+    rows = measure(target, drafter, list(ks), max_new_tokens, per_category, progress=progress)
     summary = {**summarize(rows), "seconds": round(time.perf_counter() - t0, 1), "threads": torch.get_num_threads(),
-               "dtype": args.dtype, "max_new_tokens": args.max_new_tokens}
-    print(json.dumps(summary, indent=1))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"summary": summary, "rows": rows}, f, indent=1)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+               "dtype": dtype, "max_new_tokens": max_new_tokens}
+    return {"summary": summary, "rows": rows}

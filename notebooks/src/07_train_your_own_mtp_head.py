@@ -25,7 +25,7 @@ import shutil
 
 from labkit import load_target
 from labkit.drafters.mtp.drafter import MTPDrafter
-from labkit.training.train_mtp import TargetParts, evaluate
+from labkit.training.objective import TargetParts, evaluate
 
 target = load_target("gemma3-270m", device=DEVICE)
 shipped = MTPDrafter.pretrained("gemma3-270m")

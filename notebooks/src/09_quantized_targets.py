@@ -93,7 +93,8 @@ import copy
 
 from labkit.core.metrics import rate_difference_noise
 from labkit.drafters.mtp.drafter import MTPDrafter
-from labkit.training.train_mtp import TargetParts, evaluate, seed_prompts, self_generate
+from labkit.training.data import seed_prompts, self_generate
+from labkit.training.objective import TargetParts, evaluate
 
 shipped = MTPDrafter.pretrained("gemma3-270m")
 HELDOUT_SEQUENCES, HELDOUT_TOKENS = 16, ci_scale(64, 40)  # 16: every held-out seed prompt once
@@ -161,7 +162,7 @@ acc.round(3)
 # %% [markdown]
 # ## Fine-tuning the head on the int4 target's own text
 #
-# The pieces of `labkit train-mtp` (`self_generate`, `train_step`, `evaluate`), started from the shipped head
+# The pieces of `labkit train-mtp` (`self_generate`, its `Trainer`, `evaluate`), started from the shipped head
 # instead of from scratch: the int4 target writes greedy continuations of training seed prompts, the head trains on
 # them for a short while, and the same held-out evaluation as above measures acceptance before and after ("before"
 # is the int4 row of the held-out table: the same text, the same head). For scale, the shipped head on the bf16

@@ -22,7 +22,7 @@ Gemma 4 exposes as ``shared_kv_states``.
 
 The LM head differs from Gemma 4's on purpose: Gemma 4's assistant has its own embedding table at its own width;
 here logits come from the target's LM head applied to ``g``, which makes ``g`` mean "the target's next hidden
-state" (trainable by regression, see ``training.train_mtp``) and costs no extra vocabulary matrix. Scoring the full
+state" (trainable by regression, see ``training.objective``) and costs no extra vocabulary matrix. Scoring the full
 262k vocabulary would cost about as much as the whole 270M target on a CPU, so only candidates are scored: the
 ``vocab_ids`` frequent in the target's own text, plus every token already in the context (greedy continuations
 copy names and rare words from their prompt; no frequency list holds them). Measured against Gemma 4's centroid

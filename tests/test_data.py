@@ -1,4 +1,4 @@
-"""Self-distillation data at scale: shards that resume, varied seeds, greedy shards that do not repeat."""
+"""labkit.training.data: self-distillation shards that resume, greedy shards that do not repeat, fused features."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from labkit.measure.prompts import prompt_set
 from labkit.models import as_target, tiny_model
-from labkit.training.seeds import HELDOUT, SEED_SETS, TRAIN_AT_SCALE, TRAIN_AT_SCALE_V2
-from labkit.training.train_mtp import TOP, TrainConfig, self_generate, train
+from labkit.training.config import TrainConfig
+from labkit.training.data import TOP, self_generate
+from labkit.training.distill import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -56,40 +56,9 @@ def test_greedy_shards_vary_with_a_sampled_prefix():
     assert top.shape[-1] == TOP
 
 
-@pytest.mark.parametrize("seed_set", ["v1", "v2"])
-def test_seed_prompts_at_scale_are_many_varied_and_disjoint(seed_set):
-    seeds = SEED_SETS[seed_set]
-    assert len(seeds) >= 1000 and len(set(seeds)) == len(seeds)
-    assert sum("<start_of_turn>" in s for s in seeds) >= 100  # chat-formatted seeds
-    evaluation = [p for ps in prompt_set().values() for p in ps]
-    for seed in seeds:
-        assert seed not in HELDOUT
-        for e in evaluation:
-            assert seed not in e and e not in seed
-
-
-def test_summary_seeds_are_articles_with_a_cue_and_disjoint():
-    """The summaries set: one templated article per topic and format, each ending in a summary cue; none is an
-    evaluation or held-out prompt, nor contains one."""
-    seeds = SEED_SETS["summaries"]
-    assert len(seeds) >= 8 * 64 and len(set(seeds)) == len(seeds)
-    assert all(s.rstrip().endswith(("Summary:", "TL;DR:", "In short:", "<start_of_turn>model")) for s in seeds)
-    evaluation = [p for ps in prompt_set().values() for p in ps]
-    for seed in seeds:
-        assert seed not in HELDOUT and not any(seed in e or e in seed for e in evaluation)
-
-
-def test_v2_seeds_add_translation_code_and_chat_and_keep_v1():
-    """v1 stays the shipped head's recipe; v2 is v1 plus more of the formats with the lowest acceptance."""
-    assert set(TRAIN_AT_SCALE) < set(TRAIN_AT_SCALE_V2)
-    extra = set(TRAIN_AT_SCALE_V2) - set(TRAIN_AT_SCALE)
-    assert sum("Translate" in s for s in extra) >= 4 * 64 and sum("<start_of_turn>" in s for s in extra) >= 64
-    assert sum("def " in s or "const " in s for s in extra) >= 2 * 64
-
-
 def test_fused_layer_features_are_the_targets_own_layer_inputs():
     """hidden.<i> is the input of target layer i at every position: a forward over the whole sequence agrees."""
-    from labkit.training.train_mtp import aux_layers_for
+    from labkit.training.data import aux_layers_for
 
     t = target()
     assert aux_layers_for(t.model, None) == (0, 1)  # EAGLE-3's (2, L // 2, L - 3), clipped to a 2-layer target
