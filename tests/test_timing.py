@@ -81,3 +81,16 @@ def test_surprises_name_a_verify_cheaper_than_one_token():
                               **base)
     assert machine.surprises(quiet) == []
     assert machine.agrees(quiet, quiet) and not machine.agrees(quiet, ref)
+
+
+def test_reference_from_dict_reads_its_json_and_an_older_labkits():
+    base = dict(one_token_ms=1.0, one_token_spread_ms=0.1, copy_gb_s=1.0, copy_spread_gb_s=0.1, rounds=8, model="m",
+                dtype="bf16", device="cpu", threads=2, cpu="c", torch="t", when="now", load=0.1)
+    ref = machine.Reference(verify_cost=VerifyCost.from_measured({1: 1.1, 2: 1.05}, {1: 0.02, 2: 0.04}),
+                            ms_by_n={1: 10.0, 2: 11.0, 3: 10.5}, **base)
+    assert machine.Reference.from_dict(json.loads(json.dumps(ref.as_dict()))) == ref
+    old = {**base, "curve": {"1": 1.075, "2": 1.075}, "raw": {"1": 1.1, "2": 1.05}, "spread": {"1": 0.02, "2": 0.04},
+           "ms": {"1": 10.0, "2": 11.0, "3": 10.5}}  # a bench result's machine_reference before VerifyCost
+    back = machine.Reference.from_dict(old)
+    assert back.verify_cost.ratios == pytest.approx(ref.verify_cost.ratios) and back.ms_by_n == ref.ms_by_n
+    assert back.verify_cost.raw == ref.verify_cost.raw and back.verify_cost.spread == ref.verify_cost.spread

@@ -20,7 +20,7 @@ import json
 import platform
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,16 @@ class Reference:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Reference:
+        """From ``as_dict`` after a JSON round trip (a disk entry, a bench result's machine_reference); an older
+        labkit's entry (curve, raw, spread keyed by k; ms keyed by n) is read too."""
+        d = {k: v for k, v in d.items() if not k.startswith("_")}
+        if "curve" in d:  # before VERSION 3
+            d["verify_cost"] = {"ratios": d.pop("curve"), "raw": d.pop("raw"), "spread": d.pop("spread")}
+            d["ms_by_n"] = d.pop("ms")
+        return cls(**{**d, "verify_cost": VerifyCost.from_dict(d["verify_cost"]), "ms_by_n": _int_keys(d["ms_by_n"])})
+
     def line(self, k: int) -> str:
         """"a 5-token verify cost 1.12x (1.05-1.19) a one-token forward" for one k, with where it came from."""
         vc = self.verify_cost
@@ -110,9 +120,7 @@ def reference(target: Any, ks: Sequence[int] = KS, rounds: int = ROUNDS, refresh
         try:
             d = json.loads(path.read_text())
             epoch = float(d.get("_epoch", 0))
-            d = {k: v for k, v in d.items() if not k.startswith("_")}
-            ref = Reference(**{**d, "verify_cost": VerifyCost.from_dict(d["verify_cost"]),
-                               "ms_by_n": _int_keys(d["ms_by_n"])})
+            ref = Reference.from_dict(d)
             quiet_then = ref.load is not None and ref.load < QUIET_PER_CORE * cores()
             now = load_average()
             quiet_now = now is not None and now < QUIET_PER_CORE * cores()
