@@ -16,6 +16,7 @@ from labkit.core.draft_length import (
     as_policy,
 )
 from labkit.core.records import KVTrace, RoundRecord
+from labkit.core.verify_cost import VerifyCost
 from labkit.drafters import DraftModelDrafter, NGramDrafter, SyntheticDrafter
 from labkit.drafters.mtp.drafter import MTPDrafter
 from labkit.models.load import as_target
@@ -101,12 +102,12 @@ def test_stop_rule_is_the_marginal_rate_condition():
     """By hand: V(k) = 1 + 0.1 k, c = 0.05. After token 1 with q 0.9: E = 1.9 tokens for 1.15 forwards (1.65 per
     forward); one more adds 0.81 for 0.15 -> 5.4 per forward: go on. After a token with q 0.3 (S = 0.27): E = 2.17
     for 1.3 forwards (1.67), one more adds 0.081 for 0.15 (0.54): stop."""
-    rule = StopRule(lambda k: 1 + 0.1 * k, 0.05)
+    rule = StopRule(VerifyCost({1: 1.1, 2: 1.2}), 0.05)  # a line: 1 + 0.1 k at every k
     assert rule(1, 0.9, 0.9) is False
     assert rule(2, 0.3, 0.27) is True
     assert "below the round's 1.67 tokens per forward" in rule.why(2, 0.3)
     # a free verify and free drafting: a sure drafter never stops
-    free = StopRule(lambda k: 1.0, 0.0)
+    free = StopRule(VerifyCost.free(), 0.0)
     assert not any(free(j, 1.0, 1.0) for j in range(1, 10))
 
 
@@ -171,10 +172,10 @@ def test_cost_model_verify_curve_forms():
     as_dict = CostModel(verify_cost={1: 1.2, 4: 1.8})
     as_list = CostModel(verify_cost=[1.0, 1.2, 1.4, 1.6, 1.8])
     for k, want in [(0, 1.0), (1, 1.2), (2, 1.4), (4, 1.8), (6, 2.2)]:
-        assert as_dict.verify_ratio(k) == pytest.approx(want)
-        assert as_list.verify_ratio(k) == pytest.approx(want)
+        assert as_dict.verify_cost.at(k) == pytest.approx(want)
+        assert as_list.verify_cost.at(k) == pytest.approx(want)
     default = CostModel()
-    assert default.verify_ratio(4) == pytest.approx(1 + 4 * DEFAULT_VERIFY_SLOPE)
+    assert default.verify_cost.at(4) == pytest.approx(1 + 4 * DEFAULT_VERIFY_SLOPE)
     assert "assumed verify curve" in default.plan().reason
 
 

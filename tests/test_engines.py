@@ -86,6 +86,29 @@ def test_verify_cost_from_free_drafts():
     assert verify_cost_free_drafts(Counts(rounds=3, verify_seconds=0.1), 0.01) is None  # nothing drafted
 
 
+def test_server_verify_cost_is_keyed_by_draft_length(monkeypatch):
+    """llama.cpp's prompt_ms for a batch of n tokens: a VerifyCost keyed by k = n - 1, from per-round ratios."""
+    from labkit.core.verify_cost import VerifyCost
+
+    engine = ServerEngine.__new__(ServerEngine)  # no server: the timings below stand in for llama.cpp's
+    engine.url, engine.kind = "http://fake", "llama.cpp"
+    ms = {1: 10.0, 2: 10.5, 5: 9.0}  # a 5-token batch measured cheaper than one token: clamped at 1
+
+    def request(path, body):
+        n = len(body["prompt"])
+        return {"timings": {"prompt_n": n + 1, "prompt_ms": ms[n]}}
+
+    monkeypatch.setattr(engine, "_request", request)
+    cost = engine.verify_cost([1, 4], rounds=4)
+    assert isinstance(cost, VerifyCost) and cost.ks == [1, 4]
+    assert cost.raw == pytest.approx({1: 1.05, 4: 0.9}) and cost.spread == pytest.approx({1: 0.0, 4: 0.0})
+    assert cost.ratios == pytest.approx({1: 1.025, 4: 1.025})  # at least 1, non-decreasing (VerifyCost.from_measured)
+    assert "llama.cpp" in cost.source and "4 interleaved rounds" in cost.source
+    with pytest.raises(ServerError, match="prompt_ms"):
+        engine.kind = "vllm"
+        engine.verify_cost([1])
+
+
 def test_labkit_and_transformers_are_engines_with_the_same_greedy_text():
     """The in-process engines behind the protocol: same greedy tokens, labkit's counts from its rounds."""
     from labkit.drafters import NGramDrafter

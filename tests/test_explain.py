@@ -4,6 +4,7 @@
 import pytest
 import torch
 
+from labkit.core.verify_cost import VerifyCost
 from labkit.lab import explain
 from labkit.lab.explain import Outcome
 from labkit.measure import theory
@@ -93,10 +94,11 @@ def test_fastest_threads_and_set_threads_restore(monkeypatch):
 
 
 def test_theory_with_measured_verify_cost():
-    assert theory.speedup(0.8, 4, 0.0, verify_cost=1.0) == pytest.approx(theory.speedup(0.8, 4, 0.0))
-    assert theory.speedup(0.8, 4, 0.0, verify_cost=2.0) == pytest.approx(theory.speedup(0.8, 4, 0.0) / 2)
-    cheap = {1: 1.02, 2: 1.04, 4: 1.08, 8: 1.15}
-    costly = {1: 1.4, 2: 1.9, 4: 3.0, 8: 4.9}  # the AVX2-only machine
+    free = theory.expected_speedup(0.8, 4, 0.0)
+    assert theory.expected_speedup(0.8, 4, 0.0, verify_cost=1.0) == pytest.approx(free)
+    assert theory.expected_speedup(0.8, 4, 0.0, verify_cost=2.0) == pytest.approx(free / 2)
+    cheap = VerifyCost({1: 1.02, 2: 1.04, 4: 1.08, 8: 1.15})
+    costly = VerifyCost({1: 1.4, 2: 1.9, 4: 3.0, 8: 4.9})  # the AVX2-only machine
     assert theory.best_k(0.8, 0.0, 8, cheap)[0] == 8
     k, s = theory.best_k(0.7, 0.0, 8, costly)
     assert k in (0, 1) and s < 1.25
@@ -117,12 +119,13 @@ def test_doctor_on_a_tiny_model():
     from labkit.models.tiny import tiny_model
 
     d = diagnose(tiny_model(), ks=(1, 2), repeats=3, copy_megabytes=8)
-    assert set(d.verify_cost) == {"bf16", "fp32"} and set(d.verify_cost["bf16"]) == {1, 2}
+    assert set(d.verify_cost) == {"bf16", "fp32"} and set(d.verify_cost["bf16"].ratios) == {1, 2}
     assert d.fastest_threads in d.thread_ms or d.n_cores == 1 or d.thread_ms == {}
     assert d.copy_gb_s > 0 and set(d.references) == {"bf16", "fp32"}
     text = render(d)
     assert "bf16 verify cost T(n)/T(1) (3 interleaved rounds" in text and f"{d.n_cores} cores" in text
-    assert d.as_dict()["verdict"]["verify_cost"] == d.verdict.verify_cost
+    assert VerifyCost.from_dict(d.as_dict()["verdict"]["verify_cost"]) == d.verdict.verify_cost
+    assert d.verdict.verify_cost == d.verify_cost["bf16"] and d.verify_cost["bf16"].spread
 
 
 def test_verify_cost_sentences():

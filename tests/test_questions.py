@@ -123,9 +123,10 @@ def test_time_batched_forward_rows_and_cost():
                                                                                   (3, 4, 12)]
     assert all(r["ms"] > 0 for r in rows)
     cost = batch.verify_cost_by_batch(rows)
-    assert set(cost) == {1, 3} and set(cost[1]) == {3}
+    assert set(cost) == {1, 3} and set(cost[1].ratios) == {3} and cost[3].where == "batch 3"
     ms = {(r["batch"], r["tokens"]): r["ms"] for r in rows}
-    assert cost[3][3] == pytest.approx(ms[(3, 4)] / ms[(3, 1)])
+    assert cost[3].raw[3] == pytest.approx(ms[(3, 4)] / ms[(3, 1)])
+    assert cost[3].ratios[3] == pytest.approx(max(1.0, ms[(3, 4)] / ms[(3, 1)]))  # what the theory computes with
 
 
 def test_roofline():

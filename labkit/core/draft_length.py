@@ -16,6 +16,7 @@ from typing import Any
 from labkit.core.metrics import draft_cost, round_counts
 from labkit.core.records import RoundRecord
 from labkit.core.sampling import MAX_K
+from labkit.core.verify_cost import VerifyCost, as_verify_cost
 
 DEFAULT_VERIFY_SLOPE = 0.05  # with no measured curve: a (k+1)-token verify costs 1 + 0.05 k one-token forwards
 
@@ -84,15 +85,15 @@ class StopRule:
     least the round's rate so far: S_j q_j / (V(j+1) - V(j) + c) >= E_j / (V(j) + c j).
     """
 
-    def __init__(self, verify_ratio: Any, c: float):
-        self.verify_ratio, self.c = verify_ratio, c
+    def __init__(self, verify_cost: VerifyCost, c: float):
+        self.verify_cost, self.c = verify_cost, c
         self.tokens = 1.0  # E_j so far
 
     def __call__(self, j: int, q: float, survival: float) -> bool:
         self.tokens += survival
         gain = survival * q
-        marginal = self.verify_ratio(j + 1) - self.verify_ratio(j) + self.c
-        rate = self.tokens / (self.verify_ratio(j) + self.c * j)
+        marginal = self.verify_cost.at(j + 1) - self.verify_cost.at(j) + self.c
+        rate = self.tokens / (self.verify_cost.at(j) + self.c * j)
         self.last = (gain, marginal, rate)
         return gain / max(marginal, 1e-9) < rate
 
@@ -107,7 +108,7 @@ class SurvivalStop(DraftLengthPolicy):
     measured on this machine (``StopRule``), at most ``k_max`` tokens. The verify-cost curve and the draft cost c
     are those of ``CostModel`` (c measured per round unless given). Reads q on the host once per drafted token."""
 
-    def __init__(self, k_max: int = 8, verify_cost: Mapping[int, float] | Sequence[float] | None = None,
+    def __init__(self, k_max: int = 8, verify_cost: VerifyCost | Mapping[int, float] | Sequence[float] | None = None,
                  draft_cost: float | None = None):
         self.k_max = _check_int("k_max", k_max, 1)
         self.cost = CostModel(k_max, verify_cost, draft_cost)
@@ -116,15 +117,15 @@ class SurvivalStop(DraftLengthPolicy):
         self.cost.reset()
 
     def plan(self) -> Plan:
-        note = f"c {self.cost.c:.3f}" + (", assumed verify curve" if self.cost.curve is None else "")
+        note = f"c {self.cost.c:.3f}" + ("" if self.cost.measured else ", assumed verify curve")
         return Plan(self.k_max, f"survival: k_max {self.k_max} reached, every extra token paid ({note})",
-                    stop_rule=StopRule(self.cost.verify_ratio, self.cost.c))
+                    stop_rule=StopRule(self.cost.verify_cost, self.cost.c))
 
     def observe(self, record: RoundRecord) -> None:
         self.cost.observe(record)  # only its draft-cost estimate is used
 
     def __repr__(self) -> str:
-        return f"SurvivalStop(k_max={self.k_max}{'' if self.cost.curve is None else ', measured verify curve'})"
+        return f"SurvivalStop(k_max={self.k_max}{', measured verify curve' if self.cost.measured else ''})"
 
 
 class Heuristic(DraftLengthPolicy):
@@ -155,17 +156,21 @@ class CostModel(DraftLengthPolicy):
 
     A round drafting k tokens yields E(k) = 1 + a_1 + a_1 a_2 + ... + a_1...a_k tokens, where a_i is the running
     (decayed) rate at which draft position i is accepted once reached, and costs V(k) + c k one-token target
-    forwards: V(k) = T(k+1)/T(1) is the verify-cost curve (``verify_cost``: {k: ratio} or a list indexed by k, as
-    ``labkit doctor`` / ``labkit.measure.timing.verify_cost_curve`` measure it; linear in between and beyond) and c
+    forwards: V(k) = T(k+1)/T(1) is the verify cost (``verify_cost``: a labkit.core.verify_cost.VerifyCost, as
+    ``labkit doctor`` / labkit.measure.machine.reference measure it, or {k: ratio} or a list indexed by k; linear
+    in between and beyond) and c
     the cost of one draft step in one-token target forwards (``draft_cost``; None: each round's
     labkit.core.metrics.draft_cost times V(n)).
     With no curve it assumes V(k) = 1 + 0.05 k, and says so in every reason.
     """
 
-    def __init__(self, k_max: int = 8, verify_cost: Mapping[int, float] | Sequence[float] | None = None,
+    def __init__(self, k_max: int = 8, verify_cost: VerifyCost | Mapping[int, float] | Sequence[float] | None = None,
                  draft_cost: float | None = None, decay: float = 0.95, probe_every: int = 8):
         self.k_max = _check_int("k_max", k_max, 1)
-        self.curve = _curve(verify_cost)
+        self.measured = verify_cost is not None
+        # without a measurement: V(k) = 1 + DEFAULT_VERIFY_SLOPE k (a line through V(0) = 1, extrapolated beyond)
+        self.verify_cost = as_verify_cost(_curve(verify_cost)) if self.measured else VerifyCost(
+            {1: 1 + DEFAULT_VERIFY_SLOPE, 2: 1 + 2 * DEFAULT_VERIFY_SLOPE}, source="assumed")
         if draft_cost is not None and (not isinstance(draft_cost, int | float) or draft_cost < 0):
             raise ValueError(f"draft_cost: must be a number >= 0 (one draft step in target forwards), got "
                              f"{draft_cost!r}")
@@ -178,14 +183,6 @@ class CostModel(DraftLengthPolicy):
         self.c = self.draft_cost if self.draft_cost is not None else 0.1  # until a round has been timed
         self._timed = 0  # drafted rounds timed so far
         self._idle = 0  # rounds in a row that drafted nothing by choice
-
-    def verify_ratio(self, k: int) -> float:
-        """V(k) = T(k+1)/T(1)."""
-        if k == 0:
-            return 1.0
-        if self.curve is None:
-            return 1.0 + DEFAULT_VERIFY_SLOPE * k
-        return verify_ratio(self.curve, k)
 
     def acceptance(self) -> list[float]:
         """a_i for i = 1..k_max; a position never reached borrows the previous one's rate (the first: 1/2)."""
@@ -200,11 +197,11 @@ class CostModel(DraftLengthPolicy):
         for k in range(1, self.k_max + 1):
             reach *= rates[k - 1]
             tokens.append(tokens[-1] + reach)
-            cost = self.verify_ratio(k) + self.c * k
+            cost = self.verify_cost.at(k) + self.c * k
             if tokens[k] / cost > best[1] / best[2]:
                 best = (k, tokens[k], cost)
         k, e, t = best
-        note = f"a1 {rates[0]:.2f}, c {self.c:.3f}" + (", assumed verify curve" if self.curve is None else "")
+        note = f"a1 {rates[0]:.2f}, c {self.c:.3f}" + ("" if self.measured else ", assumed verify curve")
         if k == 0:
             self._idle += 1
             if self._idle >= self.probe_every:  # drafting nothing teaches nothing: try one token now and then
@@ -223,27 +220,12 @@ class CostModel(DraftLengthPolicy):
             self.hits[i] += i < record.accepted
         measured = draft_cost(round_counts(record)) if self.draft_cost is None else None
         if measured is not None:
-            c = measured * self.verify_ratio(n)  # metrics' c is per verify forward of n+1 tokens; here per T(1)
+            c = measured * self.verify_cost.at(n)  # metrics' c is per verify forward of n+1 tokens; here per T(1)
             self.c = c if not self._timed else 0.8 * self.c + 0.2 * c  # the first timing replaces the guess
             self._timed += 1
 
     def __repr__(self) -> str:
-        return f"CostModel(k_max={self.k_max}{'' if self.curve is None else ', measured verify curve'})"
-
-
-def verify_ratio(curve: Mapping[int, float], k: int) -> float:
-    """V(k) from a measured verify-cost curve {k: T(k+1)/T(1)}: linear between measured ks (V(0) = 1), the last
-    segment's slope beyond the last one."""
-    if k == 0:
-        return 1.0
-    curve = {int(x): float(v) for x, v in curve.items()}  # JSON round trips make keys strings
-    ks = sorted(curve)
-    lo = max((x for x in ks if x <= k), default=0)
-    hi = min((x for x in ks if x >= k), default=None)
-    if hi is None:  # beyond the last measured k: continue the last segment's slope
-        lo, hi = (ks[-2], ks[-1]) if len(ks) > 1 else (0, ks[-1])
-    v_lo, v_hi = (1.0 if lo == 0 else curve[lo]), curve[hi]
-    return v_lo if hi == lo else v_lo + (v_hi - v_lo) * (k - lo) / (hi - lo)
+        return f"CostModel(k_max={self.k_max}{', measured verify curve' if self.measured else ''})"
 
 
 def as_policy(k: Any) -> DraftLengthPolicy:
@@ -266,9 +248,10 @@ def _check_int(name: str, value: Any, lo: int, hi: int = MAX_K) -> int:
     return value
 
 
-def _curve(verify_cost: Mapping[int, float] | Sequence[float] | None) -> dict[int, float] | None:
-    if verify_cost is None:
-        return None
+def _curve(verify_cost: VerifyCost | Mapping[int, float] | Sequence[float] | None
+           ) -> VerifyCost | dict[int, float] | None:
+    if verify_cost is None or isinstance(verify_cost, VerifyCost):
+        return verify_cost
     curve = dict(verify_cost) if isinstance(verify_cost, Mapping) else dict(enumerate(verify_cost))
     curve = {int(k): float(v) for k, v in curve.items() if int(k) > 0}
     if not curve or any(v <= 0 for v in curve.values()):

@@ -152,7 +152,7 @@ def alpha(c: Counts) -> float | None:
 
 def draft_cost(c: Counts) -> float | None:
     """c = (draft seconds / draft tokens) / (verify seconds / rounds): one draft step in verify forwards, both
-    timed in the same rounds. theory.speedup takes it with the verify cost curve. None without drafts or timings."""
+    timed in the same rounds. theory.expected_speedup takes it with the verify cost. None without drafts or timings."""
     if not c.draft_tokens or not c.rounds or c.verify_seconds <= 0 or c.draft_seconds <= 0:
         return None  # no drafting time: a server that times only its whole decode (it does not split it)
     return (c.draft_seconds / c.draft_tokens) / (c.verify_seconds / c.rounds)

@@ -66,6 +66,11 @@ class VerifyCost:
     def half_spread(self, k: int) -> float:
         return self.spread.get(k, 0.0) / 2
 
+    def interval(self, k: int) -> tuple[float, float]:
+        """The measured median at k (``raw``, else the curve) +- half its interquartile range."""
+        mid = self.raw.get(k, self.ratios[k])
+        return mid - self.half_spread(k), mid + self.half_spread(k)
+
     def text(self) -> str:
         """"2 tokens 1.05x ±0.02, 3 tokens 1.10x ±0.03, ..." (n = k + 1 tokens in the forward)."""
         return ", ".join(f"{k + 1} tokens {v:.2f}x" + (f" ±{self.half_spread(k):.2f}" if k in self.spread else "")

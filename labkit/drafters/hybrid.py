@@ -16,6 +16,7 @@ import torch
 
 from labkit.core.draft_length import CostModel
 from labkit.core.sampling import Sampler
+from labkit.core.verify_cost import VerifyCost
 from labkit.drafters.base import DraftContext, Drafter, Proposal
 from labkit.drafters.ngram import NGramDrafter
 from labkit.models.load import Target
@@ -34,7 +35,8 @@ class HybridDrafter(Drafter):
 
     def __init__(self, fallback: Drafter, min_match: int = 3, n: int | None = None,
                  lookup_k: int | str | None = None, model_k: int | str | None = None, k_max: int = 16,
-                 verify_cost: dict[int, float] | None = None, model_draft_cost: float = MODEL_DRAFT_COST):
+                 verify_cost: VerifyCost | dict[int, float] | None = None,
+                 model_draft_cost: float = MODEL_DRAFT_COST):
         if not isinstance(min_match, int) or min_match < 1:
             raise ValueError(f"min_match: must be an integer >= 1, got {min_match!r}")
         self.lookup = NGramDrafter(n or min_match, min_n=min_match)
@@ -95,7 +97,7 @@ class HybridDrafter(Drafter):
         return self.fallback.kv_length()
 
 
-def _length(name: str, value: Any, k_max: int, verify_cost: dict[int, float] | None, c: float
+def _length(name: str, value: Any, k_max: int, verify_cost: VerifyCost | dict[int, float] | None, c: float
             ) -> int | CostModel | None:
     if value is None:
         return None

@@ -16,6 +16,7 @@ import urllib.request
 from typing import Any
 
 from labkit.core.metrics import Counts, from_engine_counters
+from labkit.core.verify_cost import VerifyCost
 from labkit.engines.base import EngineError, EngineRun
 
 PREFIXES = ("llamacpp:", "vllm:")  # spec-decode counter prefixes, tried in this order
@@ -145,15 +146,14 @@ class ServerEngine:
         raw = dict((out.get("metrics") or {}).get("speculative_decoding") or {})
         return choice.get("token_ids"), choice.get("text"), raw
 
-    def verify_cost(self, ns: list[int], rounds: int = 5, seed: int = 0, vocab: int = 30000
-                    ) -> dict[int, dict[str, float]]:
-        """llama.cpp's own T(n)/T(1): the server's ``timings.prompt_ms`` for one batch of n tokens (the work of a
-        verify over n tokens), interleaved over ``rounds``; {n: median ratio, its interquartile range, median ms}.
-        Each batch is fresh random tokens on an empty cache: Gemma 3's sliding-window cache cannot be rolled back to
-        an arbitrary prefix in llama.cpp, so a cached prefix would be partly processed again. ``prompt_n`` is checked
-        against n (one more where the server adds a BOS token)."""
+    def verify_cost(self, ks: list[int], rounds: int = 5, seed: int = 0, vocab: int = 30000) -> VerifyCost:
+        """llama.cpp's own T(k+1)/T(1) by draft length k: the server's ``timings.prompt_ms`` for one batch of
+        n = k + 1 tokens (the work of a verify over n tokens) against one of 1 token, interleaved over ``rounds``;
+        the medians of the per-round ratios with their interquartile ranges. Each batch is fresh random tokens on
+        an empty cache: Gemma 3's sliding-window cache cannot be rolled back to an arbitrary prefix in llama.cpp, so
+        a cached prefix would be partly processed again. ``prompt_n`` is checked against n (one more where the
+        server adds a BOS token)."""
         import random
-        import statistics
 
         from labkit.measure.timing import ratio_summary
 
@@ -161,6 +161,7 @@ class ServerEngine:
             raise ServerError(f"{self.url}: verify cost needs llama.cpp's per-request timings (prompt_ms)")
         rng = random.Random(seed)
         body = {"n_predict": 1, "temperature": 0.0, "cache_prompt": False, "stream": False}
+        ns = sorted({1, *(k + 1 for k in ks if k > 0)})
         ms: dict[int, list[float]] = {n: [] for n in ns}
         for rep in range(rounds + 1):  # the first round warms up each batch size
             order = list(ns)
@@ -173,12 +174,11 @@ class ServerEngine:
                                       f"{t['prompt_n']}")
                 if rep:
                     ms[n].append(float(t["prompt_ms"]))
-        one = ms[min(ns)]
-        out = {}
-        for n, v in ms.items():
-            ratio, spread = ratio_summary(v, one)
-            out[n] = {"ratio": ratio, "iqr": spread, "ms": statistics.median(v)}
-        return out
+        summary = {n - 1: ratio_summary(v, ms[1]) for n, v in ms.items() if n > 1}
+        return VerifyCost.from_measured({k: r for k, (r, _) in summary.items()},
+                                        {k: spread for k, (_, spread) in summary.items()},
+                                        source=f"llama.cpp timings.prompt_ms, {rounds} interleaved rounds",
+                                        where=f"{self.kind} at {self.url}")
 
     def close(self) -> None:
         """Nothing to release: the server belongs to whoever started it."""

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from labkit.core.kvcache import crop, new_cache
+from labkit.core.verify_cost import VerifyCost
 from labkit.measure.timing import sync
 from labkit.models.load import as_target
 
@@ -61,14 +62,16 @@ def compute_bound_from(weight_bytes: float, flops_per_token: float, bandwidth: f
     return (weight_bytes / bandwidth) / (flops_per_token / flops)
 
 
-def verify_cost_by_batch(rows: Sequence[dict[str, Any]]) -> dict[int, dict[int, float]]:
-    """{B: {k: T(B, k+1) / T(B, 1)}}: the verify's cost in plain decoding steps of the same batch."""
+def verify_cost_by_batch(rows: Sequence[dict[str, Any]]) -> dict[int, VerifyCost]:
+    """{B: T(B, k+1) / T(B, 1) by draft length k}: the verify's cost in plain decoding steps of the same batch (the
+    measured ratios of the median times in ``raw``)."""
     ms = {(r["batch"], r["tokens"]): r["ms"] for r in rows}
-    out: dict[int, dict[int, float]] = {}
+    ratios: dict[int, dict[int, float]] = {}
     for (B, n), v in ms.items():
         if n > 1:
-            out.setdefault(B, {})[n - 1] = v / ms[(B, 1)]
-    return out
+            ratios.setdefault(B, {})[n - 1] = v / ms[(B, 1)]
+    return {B: VerifyCost.from_measured(r, source="ratio of median forward times", where=f"batch {B}")
+            for B, r in ratios.items()}
 
 
 def figure_batch(rows: Sequence[dict[str, Any]], weight_bytes: float, flops_per_token: float, bandwidth: float,

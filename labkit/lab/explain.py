@@ -147,23 +147,24 @@ def explain_repetition(share: float, n: int = 4, drafter: str = "prompt lookup")
             "little to propose here.")
 
 
-def explain_verify_cost(ms_by_k: dict[int, float], k: int = 8, ratio: float | None = None) -> str:
-    """How a forward over k tokens compares with one over 1 token and with k one-token forwards (notebook 01).
-    ``ratio``: T(k)/T(1) as the machine reference measured it (labkit.measure.machine: the median of per-round
-    ratios, which is what the lab computes with); without it, the ratio of the two medians."""
-    one, many = ms_by_k[1], ms_by_k[k]
+def explain_verify_cost(ms_by_n: dict[int, float], n: int = 8, ratio: float | None = None) -> str:
+    """How a forward over n tokens compares with one over 1 token and with n one-token forwards (notebook 01).
+    ``ms_by_n``: median ms of a forward over n tokens, by n (labkit.measure.machine.Reference.ms_by_n). ``ratio``:
+    T(n)/T(1) as the machine reference measured it (its ``verify_cost.at(n - 1)``: the median of per-round ratios,
+    which is what the lab computes with); without it, the ratio of the two medians."""
+    one, many = ms_by_n[1], ms_by_n[n]
     if ratio is None:
         ratio = many / one
-        head = f"A forward over {k} tokens took {many:.1f} ms, {ratio:.2f}x one over 1 token ({one:.1f} ms); "
+        head = f"A forward over {n} tokens took {many:.1f} ms, {ratio:.2f}x one over 1 token ({one:.1f} ms); "
     else:
-        head = (f"A forward over {k} tokens cost {ratio:.2f}x one over 1 token (the median of interleaved per-round "
+        head = (f"A forward over {n} tokens cost {ratio:.2f}x one over 1 token (the median of interleaved per-round "
                 f"ratios; median times {many:.1f} and {one:.1f} ms); ")
-    head += f"{k} one-token forwards would take {k * one:.0f} ms."
+    head += f"{n} one-token forwards would take {n * one:.0f} ms."
     if ratio < 2:
         return head + (" The cost grows slowly with k: the forward mostly waits for the weights to arrive from memory, "
                        "and checking several drafted tokens at once is nearly free here.")
-    if ratio < k / 2:
-        return head + (f" The cost grows noticeably: checking {k} tokens costs {ratio:.1f} one-token forwards, so a "
+    if ratio < n / 2:
+        return head + (f" The cost grows noticeably: checking {n} tokens costs {ratio:.1f} one-token forwards, so a "
                        "drafter must get several accepted per round before speculation pays.")
     return head + (" The cost grows almost with k: this processor is compute-bound even for a few tokens (e.g. no "
                    "native bf16), so speculative decoding has little room to pay here.")

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 
 from labkit.core.metrics import metrics
 from labkit.core.records import GenerationResult, KVTrace, RoundRecord
+from labkit.core.verify_cost import VerifyCost, as_verify_cost
 
 # One palette everywhere (token strip, figures, HTML export): green kept, red rejected, amber replacement, blue bonus.
 COLORS = {
@@ -63,7 +64,7 @@ def acceptance_by_position(results: GenerationResult | Mapping[str, GenerationRe
                            title: str = "Acceptance by draft position") -> go.Figure:
     """Bars: measured acceptance by position (unconditional: accepted at i / drafts); line: alpha^i, what i.i.d.
     acceptance at rate alpha predicts for the same quantity."""
-    from labkit.measure.theory import position_acceptance as theory_curve
+    from labkit.measure.theory import expected_acceptance_by_position as theory_curve
 
     fig = _fig(title, "draft position i", "acceptance by position", yaxis_range=[0, 1.05], bargap=0.25)
     fig.update_xaxes(tick0=1, dtick=1)  # positions are integers; no 1.5 ticks
@@ -167,30 +168,28 @@ def kv_rows(rounds: Sequence[RoundRecord], who: str = "target") -> dict[str, lis
 # ------------------------------------------------------------------------------------------ speed vs draft length
 
 
-def theory_speedup_curve(alpha: float, c: float, k_max: int, verify_cost: Mapping[int, float] | None = None
-                         ) -> tuple[list[int], list[float]]:
-    """Theory speedup per k; with a measured verify cost curve {k: T(k+1)/T(1)}, at its ks only."""
-    from labkit.measure.theory import speedup
+def theory_speedup_curve(alpha: float, c: float, k_max: int,
+                         verify_cost: VerifyCost | Mapping[int, float] | None = None) -> tuple[list[int], list[float]]:
+    """Theory speedup per k; with a measured verify cost, at its measured ks only."""
+    from labkit.measure.theory import expected_speedup
 
-    if verify_cost is None:
-        ks = list(range(k_max + 1))
-        return ks, [speedup(alpha, k, c) for k in ks]
-    ks = [0, *sorted(k for k in verify_cost if 0 < k <= k_max)]
-    return ks, [speedup(alpha, k, c, verify_cost.get(k, 1.0)) for k in ks]
+    cost = as_verify_cost(verify_cost)
+    ks = [0, *(k for k in cost.ks if k <= k_max)] if cost.ratios else list(range(k_max + 1))
+    return ks, [expected_speedup(alpha, k, c, cost.at(k)) for k in ks]
 
 
 def speed_vs_k(points: Sequence[Mapping[str, Any]] = (), alpha: float | None = None, c: float | None = None,
                k_max: int = 12, title: str = "Speedup vs draft length k",
-               verify_cost: Mapping[int, float] | None = None) -> go.Figure:
+               verify_cost: VerifyCost | Mapping[int, float] | None = None) -> go.Figure:
     """Measured speedup per k (``points``: dicts with k and speedup), the theory curve from alpha and c, best k;
-    with ``verify_cost`` ({k: T(k+1)/T(1)} measured), the theory uses that cost instead of a free verify."""
+    with ``verify_cost`` (T(k+1)/T(1) measured), the theory uses that cost instead of a free verify."""
     from labkit.measure.theory import best_k
 
     fig = _fig(title, "draft length k", "speedup over plain decoding", xaxis_range=[-0.5, k_max + 0.5])
     fig.add_hline(y=1, line=dict(color="#999", width=1, dash="dot"))
     if alpha is not None and c is not None:
         ks, ys = theory_speedup_curve(alpha, c, k_max, verify_cost)
-        cost = "measured verify cost" if verify_cost else "free verify"
+        cost = "measured verify cost" if as_verify_cost(verify_cost).ratios else "free verify"
         fig.add_scatter(x=ks, y=ys, mode="lines", name=f"theory (α={alpha:.2f}, c={c:.3f}, {cost})",
                         line=dict(color=COLORS["theory"], dash="dash"))
         kb, sb = best_k(alpha, c, k_max, verify_cost)
@@ -262,27 +261,32 @@ def repetition_bars(shares: Mapping[str, float], n: int = 4,
 # ----------------------------------------------------------------------------------------- verify cost (roofline)
 
 
-def verify_cost(rows: Sequence[Mapping[str, Any]], weight_bytes: float | None = None,
-                bandwidth: float | None = None, flops_per_token: float | None = None, flops: float | None = None,
-                title: str = "One target forward over k new tokens") -> go.Figure:
-    """Measured ms per forward against k, with the memory floor (weights / bandwidth) and the compute line."""
-    fig = _fig(title, "tokens in the forward (k)", "ms per forward (log scale)", yaxis_type="log")
-    for dev in sorted({r.get("device", "cpu") for r in rows}):
-        pts = [r for r in rows if r.get("device", "cpu") == dev]
-        fig.add_scatter(x=[r["k"] for r in pts], y=[r["ms"] for r in pts], mode="lines+markers",
-                        name=f"measured ({dev})", marker=dict(size=8))
-    ks = sorted({r["k"] for r in rows}) or [1]
-    one = [r["ms"] for r in rows if r["k"] == 1]
-    if one:  # what plain decoding pays for the same k tokens: k one-token forwards
-        fig.add_scatter(x=ks, y=[k * one[0] for k in ks], mode="lines", name="k one-token forwards (plain decoding)",
-                        line=dict(color="#aaaaaa", dash="dot"))
+def verify_cost_chart(cost: VerifyCost, one_token_ms: float, weight_bytes: float | None = None,
+                      bandwidth: float | None = None, flops_per_token: float | None = None, flops: float | None = None,
+                      title: str = "One target forward over n = k + 1 new tokens") -> go.Figure:
+    """The verify cost in ms per forward against n = k + 1 tokens (measured medians times the one-token forward,
+    with their spread; and the curve the lab computes with), the memory floor (weights / bandwidth) and the compute
+    line."""
+    fig = _fig(title, "tokens in the forward, n = k + 1", "ms per forward (log scale)", yaxis_type="log")
+    ks = [0, *cost.ks]
+    measured = [1.0, *(cost.raw.get(k, cost.ratios[k]) for k in cost.ks)]
+    fig.add_scatter(x=[k + 1 for k in ks], y=[one_token_ms * r for r in measured], mode="lines+markers",
+                    name=f"measured ({cost.where or cost.source})", marker=dict(size=8),
+                    error_y=dict(type="data", array=[0.0, *(one_token_ms * cost.spread.get(k, 0.0) / 2
+                                                           for k in cost.ks)]))
+    fig.add_scatter(x=[k + 1 for k in ks], y=[one_token_ms * cost.at(k) for k in ks], mode="lines",
+                    name="the curve the lab uses (at least 1, non-decreasing)", line=dict(color=COLORS["accepted"]))
+    ns = [k + 1 for k in ks]
+    # what plain decoding pays for the same n tokens: n one-token forwards
+    fig.add_scatter(x=ns, y=[n * one_token_ms for n in ns], mode="lines", name="n one-token forwards (plain decoding)",
+                    line=dict(color="#aaaaaa", dash="dot"))
     if weight_bytes and bandwidth:
         floor = 1e3 * weight_bytes / bandwidth
-        fig.add_scatter(x=[min(ks), max(ks)], y=[floor, floor], mode="lines", name="memory floor: weights ÷ bandwidth",
+        fig.add_scatter(x=[min(ns), max(ns)], y=[floor, floor], mode="lines", name="memory floor: weights ÷ bandwidth",
                         line=dict(color=COLORS["rejected"], dash="dash"))
     if flops_per_token and flops:
-        fig.add_scatter(x=ks, y=[1e3 * flops_per_token * k / flops for k in ks], mode="lines",
-                        name="compute: k × FLOPs ÷ matmul rate", line=dict(color=COLORS["theory"], dash="dot"))
+        fig.add_scatter(x=ns, y=[1e3 * flops_per_token * n / flops for n in ns], mode="lines",
+                        name="compute: n × FLOPs ÷ matmul rate", line=dict(color=COLORS["theory"], dash="dot"))
     return fig
 
 

@@ -13,9 +13,12 @@ the same active parameters per token.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
+
+from labkit.core.verify_cost import VerifyCost, as_verify_cost
 
 
 def moe_config(hidden: int = 512, layers: int = 4, expert_width: int = 192, vocab: int = 8192) -> Any:
@@ -155,17 +158,18 @@ def figure_touched(rows: list[dict[str, Any]], experts: int) -> Any:
     return fig
 
 
-def figure_cost_and_speedup(curves: dict[str, dict[int, float]], speedups: dict[str, dict[int, float]]) -> Any:
-    """Left: measured verify cost T(k+1)/T(1) per model; right: the speedup the theory predicts from it."""
+def figure_cost_and_speedup(curves: Mapping[str, VerifyCost | Mapping[int, float]],
+                            speedups: dict[str, dict[int, float]]) -> Any:
+    """Left: measured verify cost T(k+1)/T(1) per model (as the lab uses it); right: the speedup the theory
+    predicts from it."""
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("verify cost T(k+1) / T(1) (measured)",
                                                         "predicted speedup (theory × measured cost)"))
-    for i, (name, curve) in enumerate(curves.items()):
-        color = ["#d6453d", "#2f7fd8", "#2e9d4e"][i % 3]
-        ks = sorted(curve)
-        fig.add_scatter(x=ks, y=[curve[k] for k in ks], mode="lines+markers", name=name, legendgroup=name,
-                        line=dict(color=color), row=1, col=1)
+    for i, (name, given) in enumerate(curves.items()):
+        color, curve = ["#d6453d", "#2f7fd8", "#2e9d4e"][i % 3], as_verify_cost(given)
+        fig.add_scatter(x=curve.ks, y=[curve.ratios[k] for k in curve.ks], mode="lines+markers", name=name,
+                        legendgroup=name, line=dict(color=color), row=1, col=1)
         s = speedups[name]
         fig.add_scatter(x=sorted(s), y=[s[k] for k in sorted(s)], mode="lines+markers", name=name,
                         legendgroup=name, showlegend=False, line=dict(color=color), row=1, col=2)

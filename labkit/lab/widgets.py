@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 import traitlets
 
 from labkit.core.records import GenerationResult, RoundRecord
+from labkit.core.verify_cost import VerifyCost
 from labkit.lab import figures
 from labkit.lab.views import round_html, span_dicts, summary_html, web_asset
 
@@ -425,7 +426,7 @@ class SpeedSweep(BackgroundRun):
 
     def __init__(self, target: Any, drafter: Any, ks: Iterable[int], prompts: Sequence[str],
                  max_new_tokens: int = 48, repeats: int = 1, title: str = "speed vs k",
-                 verify_cost: dict[int, float] | None = None, **gen: Any):
+                 verify_cost: VerifyCost | None = None, **gen: Any):
         self.target, self.drafter = target, drafter
         self.verify_cost = verify_cost  # measured T(k+1)/T(1): the theory curve uses it instead of a free verify
         self.ks = sorted(set(ks) | {0})  # k = 0 is plain decoding: the baseline every speedup divides by

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
+from labkit.core.verify_cost import VerifyCost, as_verify_cost
 from labkit.engines import llama_build
 from labkit.measure import theory
 from labkit.measure.machine import ROUNDS
@@ -28,23 +30,24 @@ DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 @dataclass
-class Verdict:
-    """What the theory says for a free drafter (c = 0) on a measured verify cost curve."""
+class SpeculationVerdict:
+    """Whether speculative decoding can pay on this machine: what the theory says for a free drafter (c = 0) on a
+    measured verify cost. (labkit.core.acceptance.Verdict is another thing: one round's verification outcome.)"""
 
-    verify_cost: dict[int, float]  # {k: T(k+1)/T(1)}
+    verify_cost: VerifyCost
     break_even_alpha: float | None  # the lowest acceptance at which some k beats plain decoding (None: none does)
     advice: list[dict[str, float]]  # per alpha: best k and the speedup it should give
 
     def text(self, with_curve: bool = True) -> str:
         """Plain words, from the numbers (``with_curve=False``: without the line listing the cost curve)."""
-        lines = [f"verify cost against a 1-token forward: {curve_text(self.verify_cost)}"] if with_curve else []
+        lines = [f"verify cost against a 1-token forward: {self.verify_cost.text()}"] if with_curve else []
         a = self.break_even_alpha
         if a is None:
             lines.append("speculative decoding cannot pay here: a verify over k+1 tokens costs about as much as the "
                          "k+1 tokens it could produce, even with every draft accepted")
             return "\n".join(lines)
-        k = max(self.verify_cost)
-        cost = f"a verify over {k + 1} tokens costs {self.verify_cost[k]:.2f}x a one-token forward"
+        k = max(self.verify_cost.ks)
+        cost = f"a verify over {k + 1} tokens costs {self.verify_cost.ratios[k]:.2f}x a one-token forward"
         if a <= 0.3:
             kind = f"can pay here: {cost} (the forward mostly waits on memory, as speculation needs)"
         elif a <= 0.6:
@@ -62,21 +65,18 @@ class Verdict:
         return "\n".join(lines)
 
 
-def curve_text(verify_cost: dict[int, float]) -> str:
-    """{k: T(k+1)/T(1)} as "2 tokens 1.05x, 3 tokens 1.10x, ..."."""
-    return ", ".join(f"{k + 1} tokens {r:.2f}x" for k, r in sorted(verify_cost.items()))
-
-
-def verdict(verify_cost: dict[int, float], alphas: tuple[float, ...] = ALPHAS) -> Verdict:
-    """The theory (labkit.measure.theory) with a measured verify cost curve, for a free drafter."""
-    # the curve comes clamped and non-decreasing from labkit.measure.machine (the one place that decides that)
-    grid = [i / 100 for i in range(1, 100)]
-    even = next((a for a in grid if theory.best_k(a, 0.0, max(verify_cost), verify_cost)[0] > 0), None)
+def verdict(verify_cost: VerifyCost | Mapping[int, float], alphas: tuple[float, ...] = ALPHAS
+            ) -> SpeculationVerdict:
+    """The theory (labkit.measure.theory) with a measured verify cost, for a free drafter."""
+    # the curve comes clamped and non-decreasing from VerifyCost.from_measured (the one place that decides that)
+    cost = as_verify_cost(verify_cost)
+    k_max, grid = max(cost.ks), [i / 100 for i in range(1, 100)]
+    even = next((a for a in grid if theory.best_k(a, 0.0, k_max, cost)[0] > 0), None)
     advice = []
     for a in alphas:
-        k, s = theory.best_k(a, 0.0, max(verify_cost), verify_cost)
+        k, s = theory.best_k(a, 0.0, k_max, cost)
         advice.append({"alpha": a, "k": k, "speedup": s})
-    return Verdict(verify_cost, even, advice)
+    return SpeculationVerdict(cost, even, advice)
 
 
 @dataclass
@@ -91,12 +91,12 @@ class Diagnosis:
     features: dict[str, bool]  # from /proc/cpuinfo
     copy_gb_s: float
     one_token_ms: dict[str, float]  # dtype -> ms of a one-token forward
-    verify_cost: dict[str, dict[int, float]]  # dtype -> {k: T(k+1)/T(1)}
+    verify_cost: dict[str, VerifyCost]  # dtype -> T(k+1)/T(1) by draft length k
     thread_ms: dict[int, float]  # threads -> seconds of labkit.threads' probe (median of interleaved rounds)
     fastest_threads: int  # what labkit.threads.choose_threads picked (the CLI, bench and notebooks use the same)
     policy_threads: int  # what labkit's thread policy (load average only, no probe) would pick now
     dtype: str  # what labkit uses by default
-    verdict: Verdict
+    verdict: SpeculationVerdict
     references: dict[str, dict[str, Any]] = field(default_factory=dict)  # dtype -> labkit.measure.machine reference
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -131,7 +131,7 @@ def diagnose(target: Any = None, ks: tuple[int, ...] = KS, repeats: int = ROUNDS
     for dname, dt in DTYPES.items():  # bf16 first: labkit's default, and the model arrives in it
         model.to(dt)
         ref = machine.reference(target, ks, rounds=repeats, refresh=refresh, copy_megabytes=copy_megabytes)
-        ms[dname], curves[dname], refs[dname] = ref.one_token_ms, ref.curve, ref
+        ms[dname], curves[dname], refs[dname] = ref.one_token_ms, ref.verify_cost, ref
     model.to(torch.bfloat16)
     d = Diagnosis(device=dev.type, cpu=name, n_cores=cores(), load=load,
                   capability=torch.backends.cpu.get_cpu_capability(), features=features,
@@ -188,11 +188,9 @@ def render(d: Diagnosis) -> str:
 
 def _reference_lines(d: Diagnosis, dtype: str) -> list[str]:
     """The dtype's verify-cost curve with its spread, from the machine reference the doctor measured."""
-    ref = d.references.get(dtype)
+    ref, curve = d.references.get(dtype), d.verify_cost[dtype].text()
     if not ref:
-        return [f"{dtype} verify cost against a 1-token forward: {curve_text(d.verify_cost[dtype])}"]
-    spread = {int(k): v for k, v in ref["spread"].items()}
-    curve = ", ".join(f"{k + 1} tokens {v:.2f}x ±{spread[k] / 2:.2f}" for k, v in sorted(d.verify_cost[dtype].items()))
+        return [f"{dtype} verify cost against a 1-token forward: {curve}"]
     return [f"{dtype} verify cost T(n)/T(1) ({ref['rounds']} interleaved rounds, median ± half the interquartile "
             f"range; non-decreasing): {curve}", *ref.get("notes", [])]
 

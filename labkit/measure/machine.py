@@ -1,12 +1,12 @@
-"""The one machine reference per session: copy rate and verify-cost curve T(n)/T(1), measured once, noise-aware.
+"""The one machine reference per session: copy rate and verify cost T(k+1)/T(1), measured once, noise-aware.
 
 Why: a single pass of "time a 1-token forward, then a 5-token forward" is below the noise on a 2-core CPU (two runs a
 minute apart gave 1.36x and 1.00x for the same 5-token verify), so every notebook quoted a different number. Here
 the forwards over n = 1, 2, ... tokens are interleaved in a shuffled order each round, so machine noise hits every
 n alike; each round gives a ratio T(n)/T(1) from forwards timed moments apart; the reference keeps the median ratio
-and its spread (interquartile range) per n. The curve the lab uses (``curve``: the theory, the verdicts, the cost
-model) is that median clamped at 1 (a forward over more tokens does not do less work) and made non-decreasing in n
-(pool-adjacent-violators): both in this one place. The raw medians stay in ``raw`` so a surprising one (a
+and its spread (interquartile range) per n. The result is a labkit.core.verify_cost.VerifyCost keyed by the draft
+length k = n - 1 (``verify_cost``: the theory, the verdicts, the cost model), built by ``VerifyCost.from_measured``,
+which clamps at 1 and makes it non-decreasing; the raw medians stay in its ``raw`` so a surprising one (a
 multi-token verify cheaper than one token) can be shown and explained.
 
 Cached per process and on disk (labkit's cache folder, keyed by machine, torch version, model, dtype, device and
@@ -20,13 +20,14 @@ import json
 import platform
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from labkit.core.verify_cost import VerifyCost
 from labkit.measure.timing import copy_rates, forward_times, iqr, ratio_summary
 from labkit.models.load import as_target
 from labkit.threads import cores, cpu_info, load_average
@@ -36,17 +37,15 @@ ROUNDS = 12
 CONTEXT = 100  # cached tokens the verify forwards sit on top of
 MAX_AGE_S = 7 * 24 * 3600  # a disk entry older than this is measured again
 QUIET_PER_CORE = 0.3  # load average per core under which a measurement counts as taken on a quiet machine
-VERSION = 2  # of the measurement and its notes: a disk entry of another version is measured again
+VERSION = 3  # of the measurement and its notes: a disk entry of another version is measured again
 
 
 @dataclass
 class Reference:
     """What this machine measured, once: per draft length k, T(k+1)/T(1) with its spread."""
 
-    curve: dict[int, float]  # {k: T(k+1)/T(1)}: clamped at 1 and non-decreasing; what the lab computes with
-    raw: dict[int, float]  # {k: median of the per-round ratios}, as measured
-    spread: dict[int, float]  # {k: interquartile range of the per-round ratios}
-    ms: dict[int, float]  # {n: median ms of a forward over n tokens}
+    verify_cost: VerifyCost  # T(k+1)/T(1) by draft length k: the per-round ratios' medians (raw) and spread
+    ms_by_n: dict[int, float]  # {n: median ms of a forward over n = k + 1 tokens}
     one_token_ms: float  # median one-token forward
     one_token_spread_ms: float
     copy_gb_s: float  # median copy rate (read + write)
@@ -67,20 +66,27 @@ class Reference:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Reference:
+        """From ``as_dict`` after a JSON round trip (a disk entry, a bench result's machine_reference); an older
+        labkit's entry (curve, raw, spread keyed by k; ms keyed by n) is read too."""
+        d = {k: v for k, v in d.items() if not k.startswith("_")}
+        if "curve" in d:  # before VERSION 3
+            d["verify_cost"] = {"ratios": d.pop("curve"), "raw": d.pop("raw"), "spread": d.pop("spread")}
+            d["ms_by_n"] = d.pop("ms")
+        return cls(**{**d, "verify_cost": VerifyCost.from_dict(d["verify_cost"]), "ms_by_n": _int_keys(d["ms_by_n"])})
+
     def line(self, k: int) -> str:
         """"a 5-token verify cost 1.12x (1.05-1.19) a one-token forward" for one k, with where it came from."""
-        lo, hi = self.interval(k)
-        return (f"a {k + 1}-token verify costs {self.curve[k]:.2f}x a one-token forward (measured {self.raw[k]:.2f}x, "
+        vc = self.verify_cost
+        lo, hi = vc.interval(k)
+        return (f"a {k + 1}-token verify costs {vc.ratios[k]:.2f}x a one-token forward (measured {vc.raw[k]:.2f}x, "
                 f"interquartile {lo:.2f}-{hi:.2f}, {self.rounds} interleaved rounds)")
-
-    def interval(self, k: int) -> tuple[float, float]:
-        """The raw median +- half the interquartile range."""
-        return self.raw[k] - self.spread[k] / 2, self.raw[k] + self.spread[k] / 2
 
     def text(self) -> str:
         """The reference in words: curve with spreads, copy rate, where and when it was measured."""
-        curve = ", ".join(f"{k + 1} tokens {self.curve[k]:.2f}x (±{self.spread[k] / 2:.2f})"
-                          for k in sorted(self.curve))
+        vc = self.verify_cost
+        curve = ", ".join(f"{k + 1} tokens {vc.ratios[k]:.2f}x (±{vc.half_spread(k):.2f})" for k in vc.ks)
         load = "unknown" if self.load is None else f"{self.load:.2f}"
         lines = [f"verify cost T(n)/T(1): {curve}",
                  f"one-token forward {self.one_token_ms:.1f} ms (±{self.one_token_spread_ms / 2:.1f}); copy rate "
@@ -114,8 +120,7 @@ def reference(target: Any, ks: Sequence[int] = KS, rounds: int = ROUNDS, refresh
         try:
             d = json.loads(path.read_text())
             epoch = float(d.get("_epoch", 0))
-            d = {k: v for k, v in d.items() if not k.startswith("_")}
-            ref = Reference(**{**d, **{f: _int_keys(d[f]) for f in ("curve", "raw", "spread", "ms")}})
+            ref = Reference.from_dict(d)
             quiet_then = ref.load is not None and ref.load < QUIET_PER_CORE * cores()
             now = load_average()
             quiet_now = now is not None and now < QUIET_PER_CORE * cores()
@@ -148,14 +153,16 @@ def measure(target: Any, ks: Sequence[int] = KS, rounds: int = ROUNDS, copy_mega
     t = as_target(target)
     times = forward_times(t, [1, *(k + 1 for k in ks)], CONTEXT, rounds, seed)
     summary = {k: ratio_summary(times[k + 1], times[1]) for k in ks}
-    raw = {k: med for k, (med, _) in summary.items()}
+    dtype = t.weight_format.replace("torch.", "")
+    cost = VerifyCost.from_measured({k: med for k, (med, _) in summary.items()},
+                                    {k: spread for k, (_, spread) in summary.items()},
+                                    source=f"labkit machine reference, {rounds} interleaved rounds",
+                                    where=f"{t.name} {dtype} on {t.device.type}, {torch.get_num_threads()} thread(s)")
     copies = copy_rates(t.device, copy_megabytes, max(5, rounds // 2))
-    ref = Reference(curve=monotone({k: max(1.0, v) for k, v in raw.items()}), raw=raw,
-                    spread={k: spread for k, (_, spread) in summary.items()},
-                    ms={n: 1e3 * statistics.median(ts) for n, ts in times.items()},
+    ref = Reference(verify_cost=cost, ms_by_n={n: 1e3 * statistics.median(ts) for n, ts in times.items()},
                     one_token_ms=1e3 * statistics.median(times[1]), one_token_spread_ms=1e3 * iqr(times[1]),
                     copy_gb_s=statistics.median(copies) / 1e9, copy_spread_gb_s=iqr(copies) / 1e9, rounds=rounds,
-                    model=t.name, dtype=t.weight_format.replace("torch.", ""), device=t.device.type,
+                    model=t.name, dtype=dtype, device=t.device.type,
                     threads=torch.get_num_threads(), cpu=cpu_info()[0], torch=torch.__version__,
                     when=time.strftime("%Y-%m-%d %H:%M"), load=load)
     ref.notes = surprises(ref)
@@ -163,37 +170,21 @@ def measure(target: Any, ks: Sequence[int] = KS, rounds: int = ROUNDS, copy_mega
     return ref
 
 
-def monotone(curve: dict[int, float]) -> dict[int, float]:
-    """The non-decreasing curve closest to ``curve`` in least squares (pool adjacent violators), by k."""
-    ks = sorted(curve)
-    blocks: list[list[float]] = []  # [sum, count] per pooled block
-    for k in ks:
-        blocks.append([curve[k], 1.0])
-        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
-            s, n = blocks.pop()
-            blocks[-1][0] += s
-            blocks[-1][1] += n
-    out: list[float] = []
-    for s, n in blocks:
-        out += [s / n] * int(n)
-    return dict(zip(ks, out, strict=True))
-
-
 def surprises(ref: Reference) -> list[str]:
     """Plain-word notes on measurements outside what the curve shows: a multi-token verify measurably cheaper than
     one token, or a raw median that falls off the non-decreasing curve by more than its spread."""
-    notes = []
-    cheaper = [k for k in sorted(ref.raw) if ref.interval(k)[1] < 1.0]
+    notes, vc = [], ref.verify_cost
+    cheaper = [k for k in sorted(vc.raw) if vc.interval(k)[1] < 1.0]
     if cheaper:
-        which = ", ".join(f"{k + 1} tokens {ref.raw[k]:.2f}x" for k in cheaper)
+        which = ", ".join(f"{k + 1} tokens {vc.raw[k]:.2f}x" for k in cheaper)
         notes.append(f"note: a forward over several tokens measured cheaper than over one ({which}, beyond the "
                      "spread): the one-row product takes a different (slower) kernel path than a small matrix "
                      "product on this CPU; the lab counts such a verify as costing one token (1.00x)")
-    off = [k for k in sorted(ref.raw) if abs(ref.raw[k] - max(1.0, ref.curve[k])) > ref.spread[k] / 2 + 0.02
+    off = [k for k in sorted(vc.raw) if abs(vc.raw[k] - max(1.0, vc.ratios[k])) > vc.half_spread(k) + 0.02
            and k not in cheaper]
     if off:
         notes.append("note: measured medians off the non-decreasing curve by more than their spread at "
-                     + ", ".join(f"{k + 1} tokens ({ref.raw[k]:.2f}x vs {ref.curve[k]:.2f}x)" for k in off)
+                     + ", ".join(f"{k + 1} tokens ({vc.raw[k]:.2f}x vs {vc.ratios[k]:.2f}x)" for k in off)
                      + ": within one run that is beyond the noise, so the cost depends on which kernel the CPU library "
                      "picks for each number of rows, not only on n (if a rerun repeats the pattern, that is the "
                      "cause; if not, the machine was busy). The lab computes with the non-decreasing curve.")
@@ -203,7 +194,8 @@ def surprises(ref: Reference) -> list[str]:
 def agrees(a: Reference, b: Reference) -> bool:
     """Two references agree when every k's raw medians lie within the larger of their two interquartile ranges (and
     a small absolute margin: timers on a CPU are not better than that)."""
-    return all(abs(a.raw[k] - b.raw[k]) <= max(a.spread[k], b.spread[k]) + 0.03 for k in a.raw if k in b.raw)
+    va, vb = a.verify_cost, b.verify_cost
+    return all(abs(va.raw[k] - vb.raw[k]) <= max(va.spread[k], vb.spread[k]) + 0.03 for k in va.raw if k in vb.raw)
 
 
 def _disk_path(k: str) -> Path | None:

@@ -66,13 +66,14 @@ def forward_times(target: Any, ns: Sequence[int], context: int = 100, rounds: in
     return times
 
 
-def time_forward(target: Any, ks: Sequence[int], context: int = 100, repeats: int = 5) -> list[dict[str, Any]]:
-    """Median ms of one target forward over k new tokens on top of ``context`` cached tokens (``forward_times``,
-    interleaved), with the interquartile range: one model's forward cost against k (notebooks 08, 09)."""
-    times = forward_times(target, ks, context, repeats)
+def time_forward(target: Any, ns: Sequence[int], context: int = 100, repeats: int = 5) -> list[dict[str, Any]]:
+    """Median ms of one target forward over n new tokens on top of ``context`` cached tokens (``forward_times``,
+    interleaved), with the interquartile range: one model's forward cost against n (notebooks 08, 09). Each row has
+    n and the draft length k = n - 1 whose verify it is."""
+    times = forward_times(target, ns, context, repeats)
     dev = as_target(target).device.type
-    return [{"k": k, "ms": 1e3 * statistics.median(ts), "iqr_ms": 1e3 * iqr(ts), "device": dev}
-            for k, ts in times.items()]
+    return [{"n": n, "k": n - 1, "ms": 1e3 * statistics.median(ts), "iqr_ms": 1e3 * iqr(ts), "device": dev}
+            for n, ts in times.items()]
 
 
 @torch.inference_mode()

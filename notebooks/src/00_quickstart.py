@@ -81,7 +81,7 @@ print(f"verify cost: {ref.line(4)} ({ref.source})")
 def hybrid():
     """A fresh hybrid (its cost models learn within each generation): prompt lookup, else the MTP head."""
     return HybridDrafter(MTPDrafter.pretrained("gemma3-270m"), min_match=3, lookup_k="auto", model_k="auto",
-                         k_max=K_MAX, verify_cost=ref.curve)
+                         k_max=K_MAX, verify_cost=ref.verify_cost)
 
 # %% [markdown]
 # ## Live: draft, verify all drafts in one forward, repeat
@@ -160,23 +160,22 @@ pd.DataFrame(metrics.table(timed_metrics), columns=["quantity", "value", "formul
 # NBVAL_IGNORE_OUTPUT
 from labkit.lab.explain import explain_repetition, explain_speed, outcome_now
 from labkit.measure.text import repetition
-from labkit.measure.theory import verify_at
 
 print(prompt + result.text)
 print("---")
 share = repetition(target.tokenizer(prompt, add_special_tokens=False)["input_ids"], result.token_ids)
 k_mean = max(1, round(timed_row["mean_draft_length"]))  # the round's k varies: judge it at its typical length
-verify_at_k = verify_at(ref.curve, k_mean)  # interpolated between the measured draft lengths
+cost_at_k = ref.verify_cost.at(k_mean)  # interpolated between the measured draft lengths
 # which source drafted each drafting round, as its record says (rounds that drafted nothing are not counted)
 sources = pd.Series(["prompt lookup" if r.draft_reason.startswith("hybrid: prompt lookup") else "MTP head"
                      for r in result.rounds if r.drafted]).value_counts()
 print(explain_repetition(share))
 print(explain_speed(outcome_now(speedup=speedup, tokens_per_verify=timed_row["tokens_per_verify"], k=k_mean,
-                                verify_cost=verify_at_k, c=timed_row["draft_cost"], alpha=timed_row["alpha"]),
+                                verify_cost=cost_at_k, c=timed_row["draft_cost"], alpha=timed_row["alpha"]),
                     what="the hybrid"))
 print(f"(Rounds drafted by each source in the live run: {sources.to_dict()}; "
       f"{timed_row['mean_draft_length']:.1f} tokens drafted per round on average, where a {k_mean + 1}-token verify "
-      f"costs {verify_at_k:.2f}x a one-token forward; {ref.source}, {ref.when}.)")
+      f"costs {cost_at_k:.2f}x a one-token forward; {ref.source}, {ref.when}.)")
 print("(The code is the target's own greedy continuation — speculative decoding never changes it. A 270M base "
       "model writes plausible code, not necessarily correct code.)")
 

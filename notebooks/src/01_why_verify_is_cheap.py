@@ -74,12 +74,12 @@ print(f"machine balance:    {flops / bandwidth:6.1f} FLOP per byte; a one-token 
 # NBVAL_IGNORE_OUTPUT
 import pandas as pd
 
-rows = [{"k": n, "ms": ms} for n, ms in sorted(ref.ms.items())]
-table = pd.DataFrame(rows).rename(columns={"k": "n tokens"})
-table["× cost of n=1 (median ratio)"] = [1.0] + [ref.raw[n - 1] for n in table["n tokens"][1:]]
-table["± (half IQR)"] = [ref.one_token_spread_ms / 2 / ref.one_token_ms] + [ref.spread[n - 1] / 2
+cost = ref.verify_cost  # T(k+1)/T(1) by draft length k: a forward over n = k + 1 tokens
+table = pd.DataFrame([{"n tokens": n, "ms": ms} for n, ms in sorted(ref.ms_by_n.items())])
+table["× cost of n=1 (median ratio)"] = [1.0] + [cost.raw[n - 1] for n in table["n tokens"][1:]]
+table["± (half IQR)"] = [ref.one_token_spread_ms / 2 / ref.one_token_ms] + [cost.half_spread(n - 1)
                                                                              for n in table["n tokens"][1:]]
-table["curve the lab uses"] = [1.0] + [ref.curve[n - 1] for n in table["n tokens"][1:]]
+table["curve the lab uses"] = [1.0] + [cost.at(n - 1) for n in table["n tokens"][1:]]
 table["ms per token"] = table["ms"] / table["n tokens"]
 table.round(2)
 
@@ -87,8 +87,8 @@ table.round(2)
 # NBVAL_IGNORE_OUTPUT
 from labkit.lab import figures
 
-figures.verify_cost(rows, weight_bytes=W, bandwidth=bandwidth, flops_per_token=2 * n_params, flops=flops,
-                    title=f"One target forward over n new tokens ({target.device.type}, bf16)")
+figures.verify_cost_chart(cost, ref.one_token_ms, weight_bytes=W, bandwidth=bandwidth, flops_per_token=2 * n_params,
+                          flops=flops, title=f"One target forward over n new tokens ({target.device.type}, bf16)")
 
 # %% [markdown]
 # ## Reading the plot
@@ -109,8 +109,8 @@ figures.verify_cost(rows, weight_bytes=W, bandwidth=bandwidth, flops_per_token=2
 # NBVAL_IGNORE_OUTPUT
 from labkit.lab.explain import explain_verify_cost
 
-by_k = dict(ref.ms)
-print(explain_verify_cost(by_k, k=9, ratio=ref.curve[8]))  # T(9)/T(1): the curve every notebook quotes
+ms_by_n = ref.ms_by_n  # median ms of a forward over n tokens, keyed by n
+print(explain_verify_cost(ms_by_n, n=9, ratio=cost.at(8)))  # T(9)/T(1), k = 8: the curve every notebook quotes
 if DEVICE == "cuda":
     print("Measured on the GPU: compare with the CPU numbers in the committed copy of this notebook.")
 
@@ -129,7 +129,7 @@ from labkit.measure.timing import product_times
 
 head = target.model.get_output_embeddings().weight
 prod = product_times(head, rows=(1, 4), rounds=ci_scale(9, 5))
-cheaper = [n for n in sorted(ref.raw) if ref.interval(n)[1] < 1.0]
+cheaper = [k for k in cost.ks if cost.interval(k)[1] < 1.0]
 print(f"LM head product: 1 row {prod[1]:.1f} ms, 4 rows {prod[4]:.1f} ms ({prod[4] / prod[1]:.2f}x)")
 if prod[4] < prod[1]:
     print("The one-row product is slower than the four-row one here: the matrix-vector path is the slower kernel, "
@@ -165,11 +165,11 @@ print(render(report))
 # verdict's numbers are the ones measured here.
 
 # %%
-assert by_k[9] / 9 < by_k[1], f"9 tokens in one forward cost {by_k[9] / by_k[1]:.2f}x one token"
-assert by_k[16] / 16 < by_k[9] / 9 * 1.5, "per-token cost keeps falling (or stays flat) up to n = 16"
-assert report.verify_cost["bf16"] == ref.curve, "the doctor quotes the same reference as the table"
-assert all(a <= b for a, b in zip(list(ref.curve.values()), list(ref.curve.values())[1:])), "non-decreasing"
-assert by_k[1] > 0.3 * floor_ms, "a forward cannot read the weights much faster than memory delivers them"
-assert set(report.verify_cost) == {"bf16", "fp32"} and report.verdict.verify_cost
+assert ms_by_n[9] / 9 < ms_by_n[1], f"9 tokens in one forward cost {ms_by_n[9] / ms_by_n[1]:.2f}x one token"
+assert ms_by_n[16] / 16 < ms_by_n[9] / 9 * 1.5, "per-token cost keeps falling (or stays flat) up to n = 16"
+assert report.verify_cost["bf16"] == cost, "the doctor quotes the same reference as the table"
+assert all(cost.ratios[a] <= cost.ratios[b] for a, b in zip(cost.ks, cost.ks[1:])), "non-decreasing"
+assert ms_by_n[1] > 0.3 * floor_ms, "a forward cannot read the weights much faster than memory delivers them"
+assert set(report.verify_cost) == {"bf16", "fp32"} and report.verdict.verify_cost.ratios
 assert report.verdict.break_even_alpha is None or 0 < report.verdict.break_even_alpha < 1
 print("✓ one forward over 9 tokens costs less per token than 9 forwards over 1; the verdict uses this run's curve")

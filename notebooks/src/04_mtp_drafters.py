@@ -118,7 +118,7 @@ ref = reference(target)  # this machine's verify-cost curve (below): the split h
 
 
 def split_hybrid():
-    return HybridDrafter(mtp, min_match=3, lookup_k="auto", model_k="auto", k_max=12, verify_cost=ref.curve)
+    return HybridDrafter(mtp, min_match=3, lookup_k="auto", model_k="auto", k_max=12, verify_cost=ref.verify_cost)
 
 
 SPLIT = "hybrid, a length per source"
@@ -192,14 +192,11 @@ def by_name(rows):
     return {r["drafter"]: r for r in rows}
 
 
-from labkit.measure.theory import verify_at
-
-
 def sentence(r):
     """The speed sentence of one row, judged at k = 4, or at the split hybrid's typical draft length."""
     k = 4 if r["drafter"] != SPLIT else max(1, round(r["mean_draft_length"]))
     o = outcome_now(speedup=r["speedup"], tokens_per_verify=r["tokens_per_verify"], k=k,
-                    verify_cost=verify_at(ref.curve, k), c=r["draft_cost"], alpha=r["alpha"])
+                    verify_cost=ref.verify_cost.at(k), c=r["draft_cost"], alpha=r["alpha"])
     return explain_speed(o, what=r["drafter"])
 
 

@@ -50,14 +50,14 @@ N = 32
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+from labkit.core.verify_cost import VerifyCost
 from labkit.measure.doctor import verdict
 from labkit.measure.machine import reference
-from labkit.measure.theory import curve_to
 
 ref = reference(target)
-verify_cost = curve_to(ref.curve, max(KS))  # {k: T(k+1)/T(1)} at every k of the sweep
+verify_cost = VerifyCost(ref.verify_cost.upto(max(KS)), source=ref.verify_cost.source)  # at every k of the sweep
 print(ref.text())
-print(verdict(ref.curve).text(with_curve=False))
+print(verdict(ref.verify_cost).text(with_curve=False))
 
 # %% [markdown]
 # ## The live sweep
@@ -129,7 +129,7 @@ best = max(sweep.points, key=lambda p: p["speedup"])
 best_draft = max((p for p in sweep.points if p["k"] > 0), key=lambda p: p["speedup"])
 print(explain_best_k(best["k"], best["speedup"], k_theory, s_theory))
 print(explain_speed(outcome_now(speedup=best_draft["speedup"], tokens_per_verify=best_draft["tokens_per_verify"],
-                                k=best_draft["k"], verify_cost=verify_cost[best_draft["k"]], c=best_draft["draft_cost"],
+                                k=best_draft["k"], verify_cost=verify_cost.at(best_draft["k"]), c=best_draft["draft_cost"],
                                 alpha=best_draft["alpha"]), what=f"the MTP drafter at k = {best_draft['k']}"))
 print(explain_repetition(sum(shares.values()) / len(shares), drafter="the MTP drafter"))
 for p in sweep.points:
@@ -265,8 +265,8 @@ assert [p["k"] for p in sweep.points] == sorted(set(KS)), "the sweep measured ev
 tpv = {p["k"]: p["tokens_per_verify"] for p in sweep.points}
 assert tpv[0] == 1.0 and tpv[max(KS)] > tpv[1] > 1.0, tpv
 assert 0 < alpha < 1 and c > 0
-assert set(verify_cost) == set(range(1, max(KS) + 1)) and all(v >= 1.0 for v in verify_cost.values())
-assert all(verify_cost[k] <= verify_cost[k + 1] for k in range(1, max(KS))), "the one curve is non-decreasing"
+assert set(verify_cost.ratios) == set(range(1, max(KS) + 1)) and all(v >= 1.0 for v in verify_cost.ratios.values())
+assert all(verify_cost.at(k) <= verify_cost.at(k + 1) for k in range(1, max(KS))), "the one curve is non-decreasing"
 sentence = explain_best_k(best["k"], best["speedup"], k_theory, s_theory)
 assert ("No draft length beat plain" in sentence) == (best["k"] == 0), sentence
 assert short.stopped and not short.running and len(short.points) < 4, "Stop ended the second sweep early"

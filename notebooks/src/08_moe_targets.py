@@ -91,18 +91,18 @@ print(f"bytes read at k={KS[-1]} over k=0: dense {growth['dense MB']:.2f}×, MoE
 # These toy forwards take a few milliseconds, so on a shared 2-core machine the IQR is a real fraction of the
 # median: a ratio that *falls* as k grows (a 2-token verify dearer than a 3-token one) is noise or a kernel switch,
 # not a cost. The theory therefore takes each curve clamped at 1 and made non-decreasing
-# (`labkit.measure.machine.monotone`, what the machine reference does), in this one place; the table shows both,
+# (`labkit.core.verify_cost.VerifyCost.from_measured`, what the machine reference does), in this one place; the table shows both,
 # and each ratio's range when both medians move by half their IQR.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from labkit.measure.machine import monotone
+from labkit.core.verify_cost import VerifyCost
 from labkit.measure.timing import time_forward
 
 TIMED = ci_scale([1, 2, 3, 4, 6, 8], [1, 2, 4, 8])
 REPEATS = ci_scale(9, 5)
-# time_forward's rows are per number of tokens n = k + 1; keyed here by the draft length k
-timed = {name: {r["k"] - 1: r for r in time_forward(m, [1] + [k + 1 for k in TIMED], context=100, repeats=REPEATS)}
+# time_forward's rows are per number of tokens n = k + 1, and name k too: keyed here by the draft length k
+timed = {name: {r["k"]: r for r in time_forward(m, [1] + [k + 1 for k in TIMED], context=100, repeats=REPEATS)}
          for name, m in {"MoE": moe, "dense": dense}.items()}
 
 
@@ -115,21 +115,21 @@ def ratio_range(name, k):
 
 raw = {name: {k: timed[name][k]["ms"] / timed[name][0]["ms"] for k in TIMED} for name in timed}
 band = {name: {k: ratio_range(name, k) for k in TIMED} for name in timed}
-cost = {name: monotone({k: max(1.0, v) for k, v in raw[name].items()}) for name in raw}  # what the theory uses
+cost = {name: VerifyCost.from_measured(raw[name], source="time_forward medians") for name in raw}  # the theory's
 table = {}
 for name in timed:
     table[f"{name} ms"] = {k: timed[name][k]["ms"] for k in [0, *TIMED]}
     table[f"{name} IQR ms"] = {k: timed[name][k]["iqr_ms"] for k in [0, *TIMED]}
     table[f"{name} T(k+1)/T(1) measured"] = {0: 1.0, **raw[name]}
     table[f"{name} range"] = {0: "", **{k: f"{lo:.2f}-{hi:.2f}" for k, (lo, hi) in band[name].items()}}
-    table[f"{name} T(k+1)/T(1) used"] = {0: 1.0, **cost[name]}
+    table[f"{name} T(k+1)/T(1) used"] = {0: 1.0, **cost[name].ratios}
 display(pd.DataFrame(table).rename_axis("k").round(2))
 print(f"{REPEATS} interleaved rounds per model.")
 for name in timed:
-    moved = [k for k in TIMED if abs(cost[name][k] - raw[name][k]) > 0.01]
+    moved = [k for k in TIMED if abs(cost[name].at(k) - raw[name][k]) > 0.01]
     if moved:
         print(f"{name}: the non-decreasing curve replaces the measured ratio at k = "
-              + ", ".join(f"{k} ({raw[name][k]:.2f}x -> {cost[name][k]:.2f}x)" for k in moved))
+              + ", ".join(f"{k} ({raw[name][k]:.2f}x -> {cost[name].at(k):.2f}x)" for k in moved))
     else:
         print(f"{name}: the measured ratios are already at least 1 and non-decreasing")
 
@@ -138,7 +138,7 @@ for name in timed:
 #
 # With acceptance α per draft token and a drafter costing *c* target forwards per draft token, a round yields
 # (1 − α^(k+1))/(1 − α) tokens and costs T(k+1)/T(1)·(1 + k·c) one-token forwards
-# (`labkit.measure.theory.speedup` with the non-decreasing verify cost above). We assume the same drafter quality for
+# (`labkit.measure.theory.expected_speedup` with the non-decreasing verify cost above). We assume the same drafter quality for
 # both targets, α = 0.7 and c = 0.05 (acceptance near what the reports above saw), so that only the verify cost
 # differs. Next to each best speed-up, its range when the verify cost moves within its spread: a difference
 # between the two models smaller than that is not a measured difference. A third curve: Qwen3-30B-A3B at full size
@@ -147,13 +147,14 @@ for name in timed:
 # %%
 # NBVAL_IGNORE_OUTPUT
 from labkit.lab.moe import expected_unique_experts, figure_cost_and_speedup
-from labkit.measure.theory import best_k, speedup
+from labkit.measure.theory import best_k, expected_speedup
 
 ALPHA, C = 0.7, 0.05
 # Qwen3-30B-A3B where a forward is memory-bound (a GPU at batch 1): time follows the bytes read, uniform routing
-cost["Qwen3-30B-A3B, memory-bound"] = {
-    k: verify_bytes(real, expected_unique_experts(E, t, k + 1)) / verify_bytes(real, t) for k in TIMED}
-predicted = {name: {k: speedup(ALPHA, k, C, verify_cost=cost[name][k]) for k in TIMED} for name in cost}
+cost["Qwen3-30B-A3B, memory-bound"] = VerifyCost({
+    k: verify_bytes(real, expected_unique_experts(E, t, k + 1)) / verify_bytes(real, t) for k in TIMED},
+    source="computed: bytes read")
+predicted = {name: {k: expected_speedup(ALPHA, k, C, verify_cost=cost[name].at(k)) for k in TIMED} for name in cost}
 best = {name: best_k(ALPHA, C, verify_cost=cost[name]) for name in cost}
 
 
@@ -162,8 +163,9 @@ def speedup_range(name):
     k, s = best[name]
     if k == 0 or name not in band:
         return s, s
-    lo, hi = (cost[name][k] * end / raw[name][k] for end in band[name][k])
-    return speedup(ALPHA, k, C, verify_cost=max(1.0, hi)), speedup(ALPHA, k, C, verify_cost=max(1.0, lo))
+    lo, hi = (cost[name].at(k) * end / raw[name][k] for end in band[name][k])
+    return (expected_speedup(ALPHA, k, C, verify_cost=max(1.0, hi)),
+            expected_speedup(ALPHA, k, C, verify_cost=max(1.0, lo)))
 
 
 ranges = {name: speedup_range(name) for name in best}
@@ -171,7 +173,7 @@ for name, (k, s) in best.items():
     lo, hi = ranges[name]
     spread_text = f" (range {lo:.2f}-{hi:.2f}× over the verify cost's spread)" if name in band and k else ""
     print(f"{name}: best k = {k}, predicted speedup {s:.2f}×{spread_text}; verify cost at that k "
-          f"{cost[name].get(k, 1.0):.2f}× a one-token forward")
+          f"{cost[name].at(k):.2f}× a one-token forward")
 figure_cost_and_speedup(cost, predicted)
 
 # %% [markdown]
@@ -236,7 +238,7 @@ assert touched[0]["experts"] == t and touched[-1]["experts"] > 2 * t, "k=0 touch
 assert growth["dense MB"] == 1.0 and growth["MoE MB (measured routing)"] > 1.3, "MoE bytes grow with k, dense not"
 assert growth["Qwen3-30B-A3B GB (uniform)"] > 3, "at real size a verify over many tokens reads several times more"
 for name in ("MoE", "dense"):  # the curves the theory used: at least 1 and non-decreasing in k
-    assert all(1.0 <= cost[name][a] <= cost[name][b] for a, b in zip(TIMED, TIMED[1:])), name
+    assert all(1.0 <= cost[name].at(a) <= cost[name].at(b) for a, b in zip(TIMED, TIMED[1:])), name
 if time_shows_it:  # the prose above claims the timing only when it was measured beyond the spread
     assert band["MoE"][K][0] > band["dense"][K][1]
 if within_spread:  # "within the timing spread": the two best speed-ups' ranges overlap

@@ -62,7 +62,7 @@ pd.DataFrame(div).T.round(4)
 # NBVAL_IGNORE_OUTPUT
 from labkit.measure.timing import time_forward
 
-speed_rows = {name: {r["k"]: r for r in time_forward(t, [1, 5], repeats=ci_scale(7, 4))} for name, t in targets.items()}
+speed_rows = {name: {r["n"]: r for r in time_forward(t, [1, 5], repeats=ci_scale(7, 4))} for name, t in targets.items()}
 speed = {name: {n: r["ms"] for n, r in rows.items()} for name, rows in speed_rows.items()}
 pd.DataFrame({name: {"ms, 1 token": rows[1]["ms"], "IQR ms, 1 token": rows[1]["iqr_ms"],
                      "ms, 5 tokens": rows[5]["ms"], "IQR ms, 5 tokens": rows[5]["iqr_ms"]}

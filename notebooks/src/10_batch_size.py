@@ -76,8 +76,8 @@ from labkit.lab.batch import figure_batch, roofline_ms, verify_cost_by_batch
 table = pd.DataFrame(rows).pivot(index="batch", columns="tokens", values="ms")
 table.columns = [f"ms, {n} tok/seq" for n in table.columns]
 cost = verify_cost_by_batch(rows)
-for k in sorted(cost[BATCHES[0]]):
-    table[f"T(B,{k + 1})/T(B,1)"] = [cost[B][k] for B in table.index]
+for k in cost[BATCHES[0]].ks:
+    table[f"T(B,{k + 1})/T(B,1)"] = [cost[B].raw[k] for B in table.index]
     table[f"roofline T(B,{k + 1})/T(B,1)"] = [
         roofline_ms(B * (k + 1), W, FLOPS_PER_TOKEN, bandwidth, flops)
         / roofline_ms(B, W, FLOPS_PER_TOKEN, bandwidth, flops) for B in table.index]
@@ -92,7 +92,7 @@ figure_batch(rows, W, FLOPS_PER_TOKEN, bandwidth, flops)
 # %% [markdown]
 # ## What the theory predicts at each batch size
 #
-# `labkit.measure.theory.speedup(α, k, c, verify_cost)`: a round yields (1 − α^(k+1))/(1 − α) tokens per sequence
+# `labkit.measure.theory.expected_speedup(α, k, c, verify_cost)`: a round yields (1 − α^(k+1))/(1 − α) tokens per sequence
 # and costs k·c + T(B,k+1)/T(B,1) plain steps of batch B. Assumed drafter: α = 0.7 per draft token, c = 0.05 per
 # draft step (an MTP head; its own cost is taken to scale with the batch like the target's), the best measured k.
 
@@ -130,7 +130,7 @@ if s32 <= 1.0:
 
 # %%
 assert all(r["ms"] > 0 for r in rows)
-assert cost[BATCHES[-1]][max(TOKENS) - 1] > cost[BATCHES[0]][max(TOKENS) - 1], \
+assert cost[BATCHES[-1]].raw[max(TOKENS) - 1] > cost[BATCHES[0]].raw[max(TOKENS) - 1], \
     "the verify costs more plain steps at a big batch than at batch 1"
 assert s32 < s1, f"predicted speedup at B = {BATCHES[-1]} ({s32:.2f}) is below that at B = 1 ({s1:.2f})"
 print("✓ the verify's relative cost grows with the batch, and the predicted gain shrinks")

@@ -139,11 +139,10 @@ for label, ds in diffs.items():
 # NBVAL_IGNORE_OUTPUT
 from labkit.measure.theory import served_speedup
 
-cost = engines["plain"].client.verify_cost([1, *sorted({k + 1 for k in KS})], rounds=ci_scale(7, 4))
-curve = {n - 1: v["ratio"] for n, v in cost.items() if n > 1}
-print("llama.cpp verify cost T(n)/T(1): " + ", ".join(f"{n} tokens {v['ratio']:.2f}x (±{v['iqr'] / 2:.2f})"
-                                                       for n, v in sorted(cost.items()) if n > 1))
-pred = {label: served_speedup(m.counts, curve) for label, m in pooled.items() if label.startswith("ngram-simple")}
+cost = engines["plain"].client.verify_cost(KS, rounds=ci_scale(7, 4))  # a VerifyCost keyed by draft length k
+print("llama.cpp verify cost T(n)/T(1): " + ", ".join(f"{k + 1} tokens {cost.raw[k]:.2f}x (±{cost.half_spread(k):.2f})"
+                                                       for k in cost.ks))
+pred = {label: served_speedup(m.counts, cost) for label, m in pooled.items() if label.startswith("ngram-simple")}
 print(pd.DataFrame({label: {"measured x plain, decode": table.loc[label, "x plain, decode"], "predicted": p}
                     for label, p in pred.items()}).T.round(2))
 for label, p in pred.items():
