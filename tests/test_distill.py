@@ -5,12 +5,12 @@ import json
 
 import pytest
 import torch
-from mtp_tiny import PROMPTS, tiny_cfg, tiny_target
 
 from labkit import SpeculativeDecoder
 from labkit.drafters import HybridDrafter
 from labkit.drafters.mtp.drafter import MTPDrafter
 from labkit.training.distill import train
+from mtp_tiny import PROMPTS, tiny_cfg, tiny_target
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from mtp_tiny import PROMPTS, tiny_cfg, tiny_target
 
 from labkit import SpeculativeDecoder, tiny_model
 from labkit.core.sampling import SamplingConfig
@@ -17,6 +16,7 @@ from labkit.measure.prompts import prompt_set
 from labkit.models.load import Target, as_target
 from labkit.training.distill import train
 from lossless import DRAWS, draw_tokens, exact_tokens, is_lossless, pvalues
+from mtp_tiny import PROMPTS, tiny_cfg, tiny_target
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,10 +5,10 @@ import json
 
 import pytest
 import torch
-from mtp_tiny import tiny_cfg, tiny_target
 
 from labkit.drafters.mtp.drafter import MTPDrafter
 from labkit.training.distill import train
+from mtp_tiny import tiny_cfg, tiny_target
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
