@@ -216,8 +216,7 @@ def test_sampled_rows_next_to_greedy_with_repetition_and_verify_cost():
 
 def test_dynamic_draft_length_rows_next_to_fixed_k(bench):
     """The "auto" policy runs per drafter at most its largest k, with the verify cost measured before the runs."""
-    from labkit.core.draft_length import ConfidenceStop, CostModel, Heuristic
-    from labkit.core.draft_length import policy_from_name as make_policy
+    from labkit.core.draft_length import ConfidenceStop, CostModel, Heuristic, policy_from_name
 
     result = bench[0]
     auto = [r for r in result["rows"] if r["policy"] == "auto" and r["category"] == "all"]
@@ -231,9 +230,9 @@ def test_dynamic_draft_length_rows_next_to_fixed_k(bench):
     table = format_table(result)
     assert "labkit ngram auto k<=3" in table and "the best fixed k" in table
     assert {c["drafter"] for c in result["theory"]} == {"ngram", "draft-model"}  # dynamic rows stay out of theory
-    policy = make_policy("auto", 6, {1: 1.1, 4: 1.5})
+    policy = policy_from_name("auto", 6, {1: 1.1, 4: 1.5})
     assert isinstance(policy, CostModel) and policy.k_max == 6 and policy.verify_ratio(4) == pytest.approx(1.5)
-    assert isinstance(make_policy("heuristic", 6), Heuristic) and isinstance(make_policy("confidence", 2),
-                                                                              ConfidenceStop)
+    assert isinstance(policy_from_name("heuristic", 6), Heuristic)
+    assert isinstance(policy_from_name("confidence", 2), ConfidenceStop)
     with pytest.raises(ValueError, match="unknown policy"):
-        make_policy("fastest", 4)
+        policy_from_name("fastest", 4)
