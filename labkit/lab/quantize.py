@@ -61,7 +61,6 @@ def int_weight_bytes(model: Any, bits: int, group: int = 32, scale_bytes: int = 
     return int(weight_bytes(model) - quantized * dtype_bytes + quantized * (bits / 8 + scale_bytes / group))
 
 
-@torch.inference_mode()
 def finetune_head(drafter: Any, target: Target, steps: int, sequences: int = 32, new_tokens: int = 48,
                   heldout_sequences: int = 16, heldout_tokens: int = 40, eval_k: int = 4, lr: float = 3e-4,
                   train_batch: int = 8, reference: Target | None = None, seed: int = 0,

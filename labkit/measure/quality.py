@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 
+@torch.inference_mode()
 def divergence(reference: Any, others: Mapping[str, Any], prompts: Sequence[str | Sequence[int]]
                ) -> dict[str, dict[str, float]]:
     """KL(p_reference || p_other) in nats and argmax agreement for each of ``others`` (``labkit.models.load.Target``
