@@ -18,7 +18,6 @@ SERVED = ("llama.cpp",)  # engines that run in another process: this process's C
 NO_ROUNDS = ("transformers",)  # engines that expose no drafting counters: acceptance is unknown, not 0
 # llama.cpp's drafters: ngram-mod is its --spec-default (its own draft lengths); the others run at the bench's ks
 LLAMA_METHODS = ("plain", "ngram-mod", "ngram-simple", "ngram-map-k")
-MAX_K = 32  # labkit.core.sampling.MAX_K
 
 
 @dataclass(frozen=True)
@@ -92,6 +91,7 @@ class BenchSettings:
     def check(self) -> None:
         """One-line ValueErrors for settings that cannot run, before anything loads."""
         from labkit.core.draft_length import POLICIES
+        from labkit.core.sampling import MAX_K
 
         if any(not 0 <= k <= MAX_K for k in self.ks):
             raise ValueError(f"ks: every k must be in 0..{MAX_K}, got {list(self.ks)}")
