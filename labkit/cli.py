@@ -424,7 +424,7 @@ def _load_extras() -> None:
     import importlib
 
     _EXTRA.clear()  # main() may run more than once in a process (tests)
-    for mod in ("labkit.measure.bench", "labkit.training.train_mtp", "labkit.measure.doctor",
+    for mod in ("labkit.training.train_mtp", "labkit.measure.doctor",
                 "labkit.engines.llama_cpp"):
         try:
             m = importlib.import_module(mod)

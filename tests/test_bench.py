@@ -13,6 +13,8 @@ from labkit.measure.bench import (
     HF_GREEDY,
     LABKIT_PLAIN,
     Method,
+    Row,
+    RunRecord,
     add_roofline,
     quick_settings,
     run_bench,
@@ -112,10 +114,10 @@ def test_table_lists_every_configuration(bench):
     assert "skipped labkit/bogus" in table
 
 
-def _run(m, cat, rep, seconds, tokens=10, counts=None):
+def _run(m, cat, rep, seconds, tokens=10, counts=None, cpu_seconds=None):
     c = counts or metrics.Counts(new_tokens=tokens, runs=1)
-    return {"method": m.key, "category": cat, "prompt": 0, "repeat": rep, "seconds": seconds, "new_tokens": tokens,
-            "tokens": [1] * tokens, "counts": c, "has_rounds": counts is not None}
+    return RunRecord(method=m.key, category=cat, prompt=0, repeat=rep, seconds=seconds, cpu_seconds=cpu_seconds,
+                     new_tokens=tokens, counts=c, has_rounds=counts is not None, tokens=[1] * tokens)
 
 
 def test_summarize_takes_medians_over_repeats_and_pools_acceptance():
@@ -128,29 +130,29 @@ def test_summarize_takes_medians_over_repeats_and_pools_acceptance():
                          rejections=3, verified_per_pos=(4, 3), drafted_per_pos=(4, 4), draft_seconds=0.01,
                          verify_seconds=0.2, runs=1)
     runs += [_run(ng, "qa", r, 0.2, tokens=8, counts=acc) for r in range(3)]
-    rows = {r["method"]: r for r in summarize(runs, [HF_GREEDY, LABKIT_PLAIN, ng], ["qa"]) if r["category"] == "qa"}
-    assert rows["greedy"]["end_to_end_tok_s"] == pytest.approx(5.0)
-    assert rows["plain"]["end_to_end_tok_s"] == pytest.approx(20.0)
-    assert rows["plain"]["ratio_vs_hf_greedy"] == pytest.approx(4)
-    assert rows["ngram"]["ratio_vs_hf_greedy"] == pytest.approx(8.0)
-    assert rows["ngram"]["mean_acceptance_length"] == pytest.approx(2.0)
-    assert rows["ngram"]["tokens_per_verify"] == pytest.approx(2.0)
-    assert rows["ngram"]["draft_acceptance_rate"] == pytest.approx(0.5)
-    assert rows["ngram"]["acceptance_by_position"] == pytest.approx([0.75, 0.25])
-    assert rows["ngram"]["conditional_acceptance_by_position"] == pytest.approx([0.75, 1 / 3])
-    assert rows["ngram"]["alpha"] == pytest.approx(4 / 7)
-    assert rows["ngram"]["draft_cost"] == pytest.approx((0.01 / 8) / (0.2 / 4))
-    assert rows["greedy"]["mean_acceptance_length"] is None  # transformers exposes no acceptance counts
+    rows = {r.method: r for r in summarize(runs, [HF_GREEDY, LABKIT_PLAIN, ng], ["qa"]) if r.category == "qa"}
+    assert rows["greedy"].end_to_end_tok_s == pytest.approx(5.0)
+    assert rows["plain"].end_to_end_tok_s == pytest.approx(20.0)
+    assert rows["plain"].ratio_vs_hf_greedy == pytest.approx(4)
+    assert rows["ngram"].ratio_vs_hf_greedy == pytest.approx(8.0)
+    assert rows["ngram"].mean_acceptance_length == pytest.approx(2.0)
+    assert rows["ngram"].tokens_per_verify == pytest.approx(2.0)
+    assert rows["ngram"].draft_acceptance_rate == pytest.approx(0.5)
+    assert rows["ngram"].acceptance_by_position == pytest.approx([0.75, 0.25])
+    assert rows["ngram"].conditional_acceptance_by_position == pytest.approx([0.75, 1 / 3])
+    assert rows["ngram"].alpha == pytest.approx(4 / 7)
+    assert rows["ngram"].draft_cost == pytest.approx((0.01 / 8) / (0.2 / 4))
+    assert rows["greedy"].mean_acceptance_length is None  # transformers exposes no acceptance counts
     curve = theory_curves(summarize(runs, [HF_GREEDY, LABKIT_PLAIN, ng], ["qa"]), k_max=2)[0]
     assert curve["measured"] == [{"k": 2, "speedup": pytest.approx(2.0)}]  # 40 tok/s over labkit plain's 20
 
 
 def test_roofline_columns():
-    rows = [{"end_to_end_tok_s": 10.0, "k": 0, "tokens_per_verify": None},
-            {"end_to_end_tok_s": 30.0, "k": 4, "tokens_per_verify": 3.0}]
+    rows = [Row("labkit", "plain", 0, end_to_end_tok_s=10.0, tokens_per_verify=None),
+            Row("labkit", "ngram", 4, end_to_end_tok_s=30.0, tokens_per_verify=3.0)]
     add_roofline(rows, 2_000_000_000)
-    assert rows[0]["weight_gbps"] == pytest.approx(20.0) and rows[0]["target_forward_gbps"] == pytest.approx(20.0)
-    assert rows[1]["weight_gbps"] == pytest.approx(60.0) and rows[1]["target_forward_gbps"] == pytest.approx(20.0)
+    assert rows[0].weight_gbps == pytest.approx(20.0) and rows[0].target_forward_gbps == pytest.approx(20.0)
+    assert rows[1].weight_gbps == pytest.approx(60.0) and rows[1].target_forward_gbps == pytest.approx(20.0)
 
 
 def test_auto_threads_picks_the_faster_probe(monkeypatch):
@@ -167,20 +169,6 @@ def test_auto_threads_picks_the_faster_probe(monkeypatch):
     assert not math.isnan(before)
 
 
-def test_cli_quick(tmp_path, capsys):
-    from labkit.cli import main
-
-    rc = main(["bench", "--quick", "--ks", "0,2", "--categories", "qa", "--repeats", "1", "--drafters", "ngram",
-               "--hf-modes", "greedy,prompt-lookup", "--out", str(tmp_path), "--no-progress"])
-    assert rc == 0
-    out = capsys.readouterr().out
-    assert "labkit ngram k=2" in out and "transformers prompt-lookup k=2" in out
-    rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
-    assert _keys(rows) == {(e, m, k, p, c) for e, m, k, p in [
-        ("transformers", "greedy", 0, ""), ("labkit", "plain", 0, ""), ("labkit", "ngram", 2, ""),
-        ("labkit", "ngram", 2, "auto"), ("transformers", "prompt-lookup", 2, "")] for c in ("qa", "all")}
-
-
 def test_spec_may_carry_its_own_ks():
     from labkit.measure.bench import Workload, plan
 
@@ -192,11 +180,11 @@ def test_spec_may_carry_its_own_ks():
 
 
 def test_cpu_time_ratios_use_cpu_time_of_greedy():
-    runs = [dict(_run(HF_GREEDY, "qa", r, 1.0), cpu_seconds=0.5) for r in range(2)]
-    runs += [dict(_run(LABKIT_PLAIN, "qa", r, 2.0), cpu_seconds=0.25) for r in range(2)]
-    rows = {r["method"]: r for r in summarize(runs, [HF_GREEDY, LABKIT_PLAIN], ["qa"]) if r["category"] == "all"}
-    assert rows["plain"]["ratio_vs_hf_greedy"] == pytest.approx(0.5)  # wall: 5 vs 10 tok/s
-    assert rows["plain"]["ratio_cpu_vs_hf_greedy"] == pytest.approx(2.0)  # CPU: 40 vs 20 tok/s
+    runs = [_run(HF_GREEDY, "qa", r, 1.0, cpu_seconds=0.5) for r in range(2)]
+    runs += [_run(LABKIT_PLAIN, "qa", r, 2.0, cpu_seconds=0.25) for r in range(2)]
+    rows = {r.method: r for r in summarize(runs, [HF_GREEDY, LABKIT_PLAIN], ["qa"]) if r.category == "all"}
+    assert rows["plain"].ratio_vs_hf_greedy == pytest.approx(0.5)  # wall: 5 vs 10 tok/s
+    assert rows["plain"].ratio_cpu_vs_hf_greedy == pytest.approx(2.0)  # CPU: 40 vs 20 tok/s
 
 
 def test_compiled_labkit_configurations_keep_greedy_tokens(tmp_path):
@@ -205,17 +193,6 @@ def test_compiled_labkit_configurations_keep_greedy_tokens(tmp_path):
     result = run_bench(s)
     assert all(r["same_as_hf_greedy"] == 1.0 for r in result["rows"])
     assert "compiled (eager)" in format_table(result)
-
-
-def test_cli_specs_keep_their_own_ks():
-    import argparse
-
-    from labkit.measure.bench import _csv_specs
-
-    assert _csv_specs("ngram@4,8,16,mtp@2,4,early-exit") == ("ngram@4,8,16", "mtp@2,4", "early-exit")
-    assert _csv_specs("greedy,prompt-lookup") == ("greedy", "prompt-lookup")
-    with pytest.raises(argparse.ArgumentTypeError, match="bare number 4"):
-        _csv_specs("ngram,4")
 
 
 def test_sampled_rows_next_to_greedy_with_repetition_and_verify_cost():
@@ -239,8 +216,7 @@ def test_sampled_rows_next_to_greedy_with_repetition_and_verify_cost():
 
 def test_dynamic_draft_length_rows_next_to_fixed_k(bench):
     """The "auto" policy runs per drafter at most its largest k, with the verify cost measured before the runs."""
-    from labkit.core.draft_length import ConfidenceStop, CostModel, Heuristic
-    from labkit.measure.bench import make_policy
+    from labkit.core.draft_length import ConfidenceStop, CostModel, Heuristic, policy_from_name
 
     result = bench[0]
     auto = [r for r in result["rows"] if r["policy"] == "auto" and r["category"] == "all"]
@@ -254,19 +230,9 @@ def test_dynamic_draft_length_rows_next_to_fixed_k(bench):
     table = format_table(result)
     assert "labkit ngram auto k<=3" in table and "the best fixed k" in table
     assert {c["drafter"] for c in result["theory"]} == {"ngram", "draft-model"}  # dynamic rows stay out of theory
-    policy = make_policy("auto", 6, {1: 1.1, 4: 1.5})
+    policy = policy_from_name("auto", 6, {1: 1.1, 4: 1.5})
     assert isinstance(policy, CostModel) and policy.k_max == 6 and policy.verify_ratio(4) == pytest.approx(1.5)
-    assert isinstance(make_policy("heuristic", 6), Heuristic) and isinstance(make_policy("confidence", 2),
-                                                                              ConfidenceStop)
+    assert isinstance(policy_from_name("heuristic", 6), Heuristic)
+    assert isinstance(policy_from_name("confidence", 2), ConfidenceStop)
     with pytest.raises(ValueError, match="unknown policy"):
-        make_policy("fastest", 4)
-
-
-def test_cli_policies_none_and_unknown(tmp_path, capsys):
-    from labkit.cli import main
-
-    assert main(["bench", "--quick", "--policies", "none", "--ks", "0,2", "--drafters", "ngram", "--hf-modes",
-                 "greedy", "--categories", "qa", "--out", str(tmp_path)]) == 0
-    assert " auto " not in capsys.readouterr().out
-    assert main(["bench", "--quick", "--policies", "fastest", "--out", str(tmp_path)]) == 2
-    assert "policies: unknown fastest" in capsys.readouterr().err
+        policy_from_name("fastest", 4)

@@ -7,7 +7,8 @@ import torch
 
 from labkit.core import metrics
 from labkit.core.records import GenerationResult, KVTrace, RoundRecord
-from labkit.measure.bench import Method, _run_record, summarize
+from labkit.engines.base import EngineRun
+from labkit.measure.bench import Method, run_record, summarize
 from labkit.measure.sweep import sweep_point
 
 KV = KVTrace(0, 0, 0, 0)
@@ -67,25 +68,26 @@ def test_every_path_reports_the_same_numbers():
     stats = SPEC.stats
     row = sweep_point(4, [SPEC], [PLAIN])
     method = Method("labkit", "ngram", 4)
-    recs = [_run_record({"config": key, "category": "qa", "prompt": 0, "repeat": 0, "seconds": res.seconds,
-                         "cpu_seconds": res.seconds, "tokens": res.token_ids, "result": res},
-                        torch.tensor(res.prompt_ids))
-            for key, res in ((method.key, SPEC), (Method("labkit", "plain", 0).key, PLAIN),
-                             (Method("transformers", "greedy", 0).key, PLAIN))]
+    recs = [run_record({"config": m.key, "category": "qa", "prompt": 0, "repeat": 0, "seconds": res.seconds,
+                        "cpu_seconds": res.seconds, "tokens": res.token_ids,
+                        "result": EngineRun(m.key, res.token_ids, None, metrics.counts(res), res.seconds,
+                                            generation=res)}, m, torch.tensor(res.prompt_ids))
+            for m, res in ((method, SPEC), (Method("labkit", "plain", 0), PLAIN),
+                           (Method("transformers", "greedy", 0), PLAIN))]
     bench = next(r for r in summarize(recs, [Method("transformers", "greedy", 0), Method("labkit", "plain", 0),
-                                             method], ["qa"]) if r["method"] == "ngram" and r["category"] == "all")
+                                             method], ["qa"]) if r.method == "ngram" and r.category == "all")
     as_json = json.loads(json.dumps(stats.as_dict()))  # what `labkit generate --json` prints under "stats"
     for name in ("draft_acceptance_rate", "mean_acceptance_length", "acceptance_by_position", "tokens_per_verify",
                  "mean_draft_length", "alpha", "draft_cost"):
         want = EXPECTED[name]
         assert getattr(stats, name) == pytest.approx(want), f"Stats.{name}"
         assert row[name] == pytest.approx(want), f"sweep row {name}"
-        assert bench[name] == pytest.approx(want), f"bench row {name}"
+        assert getattr(bench, name) == pytest.approx(want), f"bench row {name}"
         assert as_json[name] == pytest.approx(want), f"--json {name}"
-    assert bench["conditional_acceptance_by_position"] == pytest.approx(EXPECTED["conditional_acceptance_by_position"])
+    assert bench.conditional_acceptance_by_position == pytest.approx(EXPECTED["conditional_acceptance_by_position"])
     # speeds: the sweep is decode tok/s, the bench end-to-end tok/s (one timing for every engine), both named so
     assert row["decode_tok_s"] == pytest.approx(EXPECTED["decode_tok_s"]) == stats.decode_tok_s
-    assert bench["end_to_end_tok_s"] == pytest.approx(EXPECTED["end_to_end_tok_s"]) == stats.end_to_end_tok_s
+    assert bench.end_to_end_tok_s == pytest.approx(EXPECTED["end_to_end_tok_s"]) == stats.end_to_end_tok_s
     assert row["speedup"] == pytest.approx(EXPECTED["decode_tok_s"] / (12 / 0.48))
 
 

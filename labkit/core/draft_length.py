@@ -258,3 +258,20 @@ def _curve(verify_cost: VerifyCost | Mapping[int, float] | Sequence[float] | Non
         raise ValueError("verify_cost: must map draft lengths k >= 1 to T(k+1)/T(1) > 0, e.g. {1: 1.02, 4: 1.1} "
                          "(measure it with `labkit doctor`)")
     return curve
+
+
+POLICIES = ("auto", "heuristic", "confidence", "survival")  # the names policy_from_name takes
+
+
+def policy_from_name(name: str, k_max: int, verify_cost: Mapping[int, float] | None = None) -> DraftLengthPolicy:
+    """A dynamic draft-length policy by name (one of POLICIES), drafting at most ``k_max`` tokens a round;
+    ``verify_cost`` (T(k+1)/T(1) by k, measured on this machine) feeds "auto" and "survival"."""
+    if name == "auto":  # the cost model, fed this machine's measured verify cost
+        return CostModel(k_max=k_max, verify_cost=verify_cost)
+    if name == "heuristic":
+        return Heuristic(k_start=min(4, k_max), k_max=k_max)
+    if name == "confidence":
+        return ConfidenceStop(k_max=k_max)
+    if name == "survival":  # confidence-aware: survival x q against this machine's marginal verify cost
+        return SurvivalStop(k_max=k_max, verify_cost=verify_cost)
+    raise ValueError(f"policies: unknown policy {name!r}; choose from {', '.join(POLICIES)}")

@@ -59,7 +59,7 @@ class SpeculativeDecoder:
                  cache: str = "dynamic", compile_mode: str | None = None):
         self.target: Target = as_target(target)
         self.drafter = drafter
-        self.cache, self.compile_mode = _check_cache(cache, compile_mode, drafter)
+        self.cache, self.compile_mode = _check_cache(cache, compile_mode)
         self._compiled: Callable | None = None
         self.policy = self._policy(k)
         self.k = self.policy.k_max if isinstance(self.policy, FixedK) else self.policy
@@ -329,7 +329,7 @@ def _cut(emitted: list[int], eos: set[int], remaining: int) -> tuple[list[int], 
     return emitted, None
 
 
-def _check_cache(cache: str, compile_mode: str | None, drafter: Drafter | None) -> tuple[str, str | None]:
+def _check_cache(cache: str, compile_mode: str | None) -> tuple[str, str | None]:
     if cache not in ("dynamic", "static"):
         raise ValueError(f"cache: must be 'dynamic' or 'static', got {cache!r}")
     if compile_mode is not None and cache != "static":

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from labkit.core.drafter_spec import DrafterSpec, parse
 from labkit.drafters.argmax import ArgmaxDrafter
 from labkit.drafters.base import DraftContext, Drafter, Proposal
 from labkit.drafters.draft_model import DraftModelDrafter
@@ -14,7 +15,7 @@ from labkit.drafters.synthetic import SyntheticDrafter
 _LAZY = {"MTPDrafter": "labkit.drafters.mtp.drafter", "Gemma4AssistantDrafter": "labkit.drafters.gemma4_assistant"}
 
 __all__ = ["DraftContext", "Drafter", "Proposal", "ArgmaxDrafter", "DraftModelDrafter", "EarlyExitDrafter",
-           "HybridDrafter", "NGramDrafter", "SyntheticDrafter", *_LAZY, "hybrid_from_spec", "make_drafter"]
+           "HybridDrafter", "NGramDrafter", "SyntheticDrafter", *_LAZY, "make_drafter"]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,44 +26,50 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def make_drafter(spec: str | None, target=None, verify_cost: dict[int, float] | None = None) -> Drafter | None:
-    """A drafter from a short spec.
+def make_drafter(spec: str | DrafterSpec | None, target: Any = None, verify_cost: dict[int, float] | None = None,
+                 draft_model: Any = None, mtp_head: Drafter | None = None) -> Drafter | None:
+    """A drafter from a spec (labkit.core.drafter_spec: its grammar, parsed without torch).
 
     none, ngram[:n], early-exit[:layers], synthetic[:alpha], draft-model:<id>, mtp[:name],
     hybrid[:min_match[:lookup_k:model_k[:mtp]]] (prompt lookup when the last ``min_match`` tokens, default 3,
     occurred before; the MTP head otherwise, shipped or a file; each source's own draft length: an integer or "auto",
     a cost model per source fed ``verify_cost``, e.g. ``hybrid:3:auto:auto``). ``mtp`` also takes a .safetensors
-    file written by ``labkit train-mtp``.
+    file written by ``labkit train-mtp``. A bare ``draft-model`` drafts with ``draft_model`` (a loaded model);
+    ``mtp_head`` stands in for the shipped MTP head where the spec names no file (a random head for tiny models).
     """
-    if spec is None or spec in ("", "none", "plain"):
+    p = spec if isinstance(spec, DrafterSpec) else parse(spec)
+    if p.kind == "none":
         return None
-    kind, _, arg = spec.partition(":")
-    if kind == "ngram":
-        return NGramDrafter(int(arg) if arg else 3)
-    if kind in ("early-exit", "early_exit"):
-        return EarlyExitDrafter(int(arg) if arg else 6)
-    if kind == "synthetic":
-        return SyntheticDrafter(float(arg) if arg else 0.8)
-    if kind in ("draft-model", "draft_model"):
-        if not arg:
-            raise ValueError("drafter: 'draft-model' needs a model, e.g. draft-model:google/gemma-3-270m")
+    if p.kind == "ngram":
+        return NGramDrafter(p.n or 3)
+    if p.kind == "early-exit":
+        return EarlyExitDrafter(p.layers or 6)
+    if p.kind == "synthetic":
+        return SyntheticDrafter(0.8 if p.alpha is None else p.alpha)
+    if p.kind == "draft-model":
+        return _draft_model(p, target, draft_model)
+    head = mtp_head if mtp_head is not None and not p.head_file else mtp_from_spec(p.head)
+    if p.kind == "mtp":
+        return head
+    return HybridDrafter(head, min_match=p.min_match or 3, lookup_k=p.lookup_k, model_k=p.model_k,
+                         verify_cost=verify_cost)
+
+
+def _draft_model(p: DrafterSpec, target: Any, draft_model: Any) -> Drafter:
+    """A draft model's drafter: the one the spec names, loaded like the target, or the one given."""
+    if p.model is not None:
         from labkit.models.load import load_target
 
         dtype = target.dtype if target is not None else None
         device = target.device if target is not None else None
-        return DraftModelDrafter(load_target(arg, dtype=dtype, device=device))
-    if kind == "mtp":
-        return mtp_from_spec(arg)
-    if kind == "hybrid":
-        parts = arg.split(":") if arg else []
-        if len(parts) > 4:
-            raise ValueError(f"drafter: 'hybrid:{arg}': expected hybrid[:min_match[:lookup_k:model_k[:mtp]]]")
-        head = mtp_from_spec(parts[3] if len(parts) == 4 else "")
-        return hybrid_from_spec(head, ":".join(parts[:3]), verify_cost)
-    raise ValueError(
-        f"drafter: unknown spec {spec!r}; allowed: none, ngram[:n], early-exit[:layers], synthetic[:alpha], "
-        "draft-model:<id>, mtp[:name], hybrid[:min_match[:lookup_k:model_k]]"
-    )
+        return DraftModelDrafter(load_target(p.model, dtype=dtype, device=device))
+    if draft_model is None:
+        raise ValueError("drafter: 'draft-model' needs a model: draft-model:<hub id or local folder>")
+    if type(draft_model).__name__.startswith("Gemma4"):  # Gemma 4's assistant drafts from the target's states
+        from labkit.drafters.gemma4_assistant import Gemma4AssistantDrafter
+
+        return Gemma4AssistantDrafter(draft_model)
+    return DraftModelDrafter(draft_model)
 
 
 def mtp_from_spec(arg: str) -> Drafter:
@@ -72,18 +79,3 @@ def mtp_from_spec(arg: str) -> Drafter:
     if arg.endswith(".safetensors"):
         return MTPDrafter.load(arg)
     return MTPDrafter.pretrained(arg or "gemma3-270m")
-
-
-def hybrid_from_spec(fallback: Drafter, arg: str, verify_cost: dict[int, float] | None = None) -> HybridDrafter:
-    """The hybrid of a ``hybrid:`` spec's argument ("3", "3:auto:2", ...) around ``fallback``."""
-    parts = arg.split(":") if arg else []
-    if len(parts) not in (0, 1, 3):
-        raise ValueError(f"drafter: 'hybrid:{arg}': expected hybrid[:min_match[:lookup_k:model_k]], e.g. "
-                         "hybrid:3:auto:auto")
-
-    def length(x: str) -> int | str:
-        return x if x == "auto" else int(x)
-
-    lk, mk = (length(parts[1]), length(parts[2])) if len(parts) == 3 else (None, None)
-    return HybridDrafter(fallback, min_match=int(parts[0]) if parts and parts[0] else 3, lookup_k=lk, model_k=mk,
-                         verify_cost=verify_cost)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from labkit.core.metrics import Counts
+
+if TYPE_CHECKING:
+    from labkit.core.records import GenerationResult
 
 
 class EngineError(RuntimeError):
@@ -23,6 +26,7 @@ class EngineRun:
     counts: Counts  # labkit.core.metrics counters (an engine fills what it exposes; the rest stays 0)
     seconds: float  # wall time of the call, measured by labkit (the same clock for every engine)
     raw: dict[str, Any] = field(default_factory=dict)  # the engine's own per-request figures, as it reported them
+    generation: GenerationResult | None = None  # labkit's own loop: every round (other engines expose none)
 
 
 @runtime_checkable

@@ -1,7 +1,7 @@
 """The two in-process engines behind the engine protocol: labkit's own loop and transformers' ``generate``.
 
-Both run on a ``labkit.models.load.Target`` in this process. labkit's returns every round (``raw["result"]``, a
-``GenerationResult``) and its counts; transformers' exposes no rounds, so its counts hold tokens and time only.
+Both run on a ``labkit.models.load.Target`` in this process. labkit's returns every round (``EngineRun.generation``,
+a ``GenerationResult``) and its counts; transformers' exposes no rounds, so its counts hold tokens and time only.
 """
 
 from __future__ import annotations
@@ -27,22 +27,23 @@ def _ids(target: Any, prompt: Any) -> torch.Tensor:
 
 class LabkitEngine:
     """``SpeculativeDecoder(target, drafter, k, **decoder)`` as an engine; ``gen`` (temperature, top_k, top_p,
-    seed) applies to every run."""
+    seed, eos_token_id) applies to every run. EOS is ignored unless ``gen`` names one ("default": the target's), so
+    a run emits exactly ``max_new_tokens``, as the engine protocol asks."""
 
     def __init__(self, target: Any, drafter: Any = None, k: Any = 0, name: str | None = None,
                  gen: dict[str, Any] | None = None, **decoder: Any):
         from labkit.core.engine import SpeculativeDecoder
 
         self.decoder = SpeculativeDecoder(target, drafter, k=k if drafter is not None else 0, **decoder)
-        self.gen = dict(gen or {})
+        self.gen = {"eos_token_id": None, **(gen or {})}
         self.name = name or f"labkit {getattr(drafter, 'name', 'plain')}" + (f" k={k}" if drafter else "")
 
     def run(self, prompt: Any, max_new_tokens: int) -> EngineRun:
         t0 = time.perf_counter()
-        res = self.decoder.generate(prompt, max_new_tokens=max_new_tokens, eos_token_id=None, **self.gen)
+        res = self.decoder.generate(prompt, max_new_tokens=max_new_tokens, **self.gen)
         seconds = time.perf_counter() - t0
         counts = dataclasses.replace(metrics.counts(res), wall_seconds=seconds)
-        return EngineRun(self.name, res.token_ids, res.text, counts, seconds, raw={"result": res})
+        return EngineRun(self.name, res.token_ids, res.text, counts, seconds, generation=res)
 
     def close(self) -> None:
         """Nothing to release: the target belongs to the caller."""

@@ -504,20 +504,20 @@ class PolicySweep(BackgroundRun):
 
     def _work(self) -> None:
         from labkit.core.draft_length import FixedK, as_policy
-        from labkit.measure.sweep import labkit_runner, run_side_by_side, sweep_point
+        from labkit.measure.sweep import labkit_engines, run_side_by_side, sweep_point
 
         todo = {"plain": (None, 0), **{label: (self.drafter, k) for label, k in self.configs.items()}}
-        runners = {label: labkit_runner(self.target, d, k, [self.check], **self.gen) for label, (d, k) in todo.items()}
+        engines = labkit_engines(self.target, todo, [self.check], **self.gen)
         per_rep: dict[str, list[list[GenerationResult]]] = {label: [] for label in todo}
         for rep in range(self.repeats):  # every repeat runs every configuration, interleaved per prompt
             self.check()
             self.status(f"repeat {rep + 1}/{self.repeats}: plain decoding and {len(self.configs)} configurations, "
                         "interleaved …")
-            records = run_side_by_side(runners, {"": self.prompts}, self.max_new_tokens, seed=rep,
+            records = run_side_by_side(engines, {"": self.prompts}, self.max_new_tokens, seed=rep,
                                        warmup_tokens=8 if rep == 0 else 0,
                                        device=getattr(self.target, "device", "cpu"))
             for label in todo:
-                per_rep[label].append([r["result"] for r in records if r["config"] == label])
+                per_rep[label].append([r["result"].generation for r in records if r["config"] == label])
             self.results = {label: reps[0] for label, reps in per_rep.items()}
             self.rows = []
             for label, (_, k) in todo.items():

@@ -65,14 +65,34 @@ def format_table(result: dict[str, Any]) -> str:
     categories), the ratio per category, ratio to labkit plain decoding with the same decoding (greedy or sampled),
     tokens per verify, mean acceptance length (MAL), draft acceptance rate, c (labkit.core.metrics names),
     repetition (share of generated 4-grams seen before), text equal to greedy's."""
-    meta, rows = result["meta"], result["rows"]
-    cats = [c for c in meta["prompts"]]
-    head = (f"{meta['model']} ({meta['dtype']}, {meta['device']}, {meta['threads']} threads), "
-            f"{meta['settings']['max_new_tokens']} new tokens, median of {meta['settings']['repeats']} repeats; "
-            f"ratios vs transformers greedy in this run; copy rate {meta['copy_gbps']:.1f} GB/s, "
-            f"weights {meta['weight_bytes'] / 1e6:.0f} MB; labkit cache {meta['settings'].get('cache', 'dynamic')}"
-            + (f", compiled ({meta['settings']['compile_mode']})" if meta["settings"].get("compile_mode") else ""))
-    heads = [head]
+    rows = result["rows"]
+    cats = list(result["meta"]["prompts"])
+    llama = any(r.get("ratio_vs_llama_plain") for r in rows)  # llama.cpp ran: every row against its plain too
+    cols = f"{'configuration':<42}{'e2e tok/s':>10}{'x greedy':>9}" + "".join(f"{c[:8]:>9}" for c in cats)
+    cols += f"{'x plain':>8}" + (f"{'x llama':>8}" if llama else "")
+    cols += f"{'cpu x':>7}{'tok/ver':>8}{'MAL':>6}{'acc rate':>9}{'c':>7}{'rep4':>6}{'=greedy':>8}"
+    lines = [*header_lines(result), COLUMNS_TEXT, cols, "-" * len(cols)]
+    lines += [_line(r, rows, cats, llama) for r in rows if r["category"] == "all"]
+    lines += policy_lines(rows)
+    lines += [f"skipped {what}: {why}" for what, why in result.get("skipped", {}).items()]
+    return "\n".join(lines)
+
+
+COLUMNS_TEXT = ("columns: e2e tok/s = end-to-end tokens per second; x plain = against the same engine's plain "
+                "decoding (transformers: labkit's); x llama = against llama.cpp plain; tok/ver = tokens per verify; "
+                "MAL = mean acceptance length; acc rate = draft acceptance rate; c = draft cost (docs/metrics.md)")
+
+
+def header_lines(result: dict[str, Any]) -> list[str]:
+    """What the run was (model, machine, settings) and what it measured beside the rows: int8 quality, llama.cpp's
+    counter check and verify cost, this machine's verify cost and its verdict, the sampling settings."""
+    meta = result["meta"]
+    st = meta["settings"]
+    heads = [f"{meta['model']} ({meta['dtype']}, {meta['device']}, {meta['threads']} threads), "
+             f"{st['max_new_tokens']} new tokens, median of {st['repeats']} repeats; "
+             f"ratios vs transformers greedy in this run; copy rate {meta['copy_gbps']:.1f} GB/s, "
+             f"weights {meta['weight_bytes'] / 1e6:.0f} MB; labkit cache {st.get('cache', 'dynamic')}"
+             + (f", compiled ({st['compile_mode']})" if st.get("compile_mode") else "")]
     if meta.get("load_average") is not None:
         heads.append(f"load average {meta['load_average']:.2f} on {meta.get('cpu_count')} cores when the runs ended")
     if meta.get("quality_vs_bf16"):
@@ -91,36 +111,26 @@ def format_table(result: dict[str, Any]) -> str:
                                                                  f" ({r['method']})" for r in synth))
     if meta.get("verify_cost"):  # the same verdict as `labkit doctor`, from the session's one machine reference
         heads += verify_cost_lines(meta["verify_cost"], meta.get("machine_reference"))
-    st = meta["settings"]
     if st.get("temperature"):
         sampling = " ".join([f"T={st['temperature']:g}"] + ([f"top-k={st['top_k']}"] if st.get("top_k") else [])
                             + ([f"top-p={st['top_p']:g}"] if st.get("top_p") else []))
         heads.append(f"sampled rows: {sampling}, seed {st.get('seed', 0)}; 'x plain' is against labkit plain "
                      "decoding with the same sampling")
-    cols = f"{'configuration':<42}{'e2e tok/s':>10}{'x greedy':>9}" + "".join(f"{c[:8]:>9}" for c in cats)
-    llama = any(r.get("ratio_vs_llama_plain") for r in rows)  # llama.cpp ran: every row against its plain too
-    cols += f"{'x plain':>8}" + (f"{'x llama':>8}" if llama else "")
-    cols += f"{'cpu x':>7}{'tok/ver':>8}{'MAL':>6}{'acc rate':>9}{'c':>7}{'rep4':>6}{'=greedy':>8}"
-    heads.append("columns: e2e tok/s = end-to-end tokens per second; x plain = against the same engine's plain "
-                 "decoding (transformers: labkit's); x llama = against llama.cpp plain; tok/ver = tokens per verify; "
-                 "MAL = mean acceptance length; acc rate = draft acceptance rate; c = draft cost (docs/metrics.md)")
-    lines = [*heads, cols, "-" * len(cols)]
-    overall = [r for r in rows if r["category"] == "all"]
-    for r in overall:
-        per = {x["category"]: x["ratio_vs_hf_greedy"] for x in rows if _same(x, r) and x["category"] != "all"}
-        acc = None if r["draft_acceptance_rate"] is None else 100 * r["draft_acceptance_rate"]
-        lines.append(f"{label(r):<42}{r['end_to_end_tok_s']:>10.2f}{r['ratio_vs_hf_greedy']:>8.2f}x"
-                     + "".join(f"{per[c]:>8.2f}x" for c in cats) + _f(r.get("ratio_vs_plain"), ".2f", 7) + "x"
-                     + ((_f(r.get("ratio_vs_llama_plain"), ".2f", 7) + "x") if llama else "")
-                     + _f(r.get("ratio_cpu_vs_hf_greedy"), ".2f", 6) + "x"
-                     + _f(r["tokens_per_verify"], ".2f", 8) + _f(r["mean_acceptance_length"], ".2f", 6)
-                     + _f(acc, ".0f", 8) + ("%" if acc is not None else " ")
-                     + _f(r["draft_cost"], ".3f", 7) + _f(r.get("repetition"), ".2f", 6)
-                     + f"{100 * r['same_as_hf_greedy']:>7.0f}%")
-    lines += policy_lines(rows)
-    for what, why in result.get("skipped", {}).items():
-        lines.append(f"skipped {what}: {why}")
-    return "\n".join(lines)
+    return heads
+
+
+def _line(r: dict[str, Any], rows: list[dict[str, Any]], cats: list[str], llama: bool) -> str:
+    """One configuration's line of the table (its "all" row, with its per-category ratios)."""
+    per = {x["category"]: x["ratio_vs_hf_greedy"] for x in rows if _same(x, r) and x["category"] != "all"}
+    acc = None if r["draft_acceptance_rate"] is None else 100 * r["draft_acceptance_rate"]
+    return (f"{label(r):<42}{r['end_to_end_tok_s']:>10.2f}{r['ratio_vs_hf_greedy']:>8.2f}x"
+            + "".join(f"{per[c]:>8.2f}x" for c in cats) + _f(r.get("ratio_vs_plain"), ".2f", 7) + "x"
+            + ((_f(r.get("ratio_vs_llama_plain"), ".2f", 7) + "x") if llama else "")
+            + _f(r.get("ratio_cpu_vs_hf_greedy"), ".2f", 6) + "x"
+            + _f(r["tokens_per_verify"], ".2f", 8) + _f(r["mean_acceptance_length"], ".2f", 6)
+            + _f(acc, ".0f", 8) + ("%" if acc is not None else " ")
+            + _f(r["draft_cost"], ".3f", 7) + _f(r.get("repetition"), ".2f", 6)
+            + f"{100 * r['same_as_hf_greedy']:>7.0f}%")
 
 
 def _same(a: dict, b: dict) -> bool:

@@ -1,9 +1,10 @@
 """The one sweep runner: configurations side by side over the same prompts, repeats, medians, rows.
 
 ``run_side_by_side`` is the loop every measurement in labkit goes through (the bench, ``labkit demo``, the notebooks'
-comparisons and live sweeps, the MTP evaluation): each configuration is a runner, the configurations run in a
-shuffled order per prompt so machine noise hits them alike, and each run is timed (wall and CPU). ``run_sweep`` is
-the labkit case: plain decoding + drafters x k, summarized into one row per configuration.
+comparisons and live sweeps, the MTP evaluation): each configuration is an engine (labkit.engines.base.Engine), the
+configurations run in a shuffled order per prompt so machine noise hits them alike, and each run is timed (wall and
+CPU). ``run_sweep`` is the labkit case: plain decoding + drafters x k as LabkitEngines, summarized into one row per
+configuration.
 """
 
 from __future__ import annotations
@@ -18,57 +19,52 @@ import torch
 
 from labkit.core import metrics
 from labkit.core.records import GenerationResult
+from labkit.engines.base import Engine
 from labkit.measure.text import repetition
 from labkit.measure.timing import time_call
 
-# A configuration: (prompt, max_new_tokens) -> (new token ids, the labkit result or None for another engine)
-Runner = Callable[[Any, int], tuple[list[int], GenerationResult | None]]
 
-
-def run_side_by_side(runners: Mapping[str, Runner], prompts: Mapping[str, Sequence[Any]], max_new_tokens: int,
+def run_side_by_side(engines: Mapping[str, Engine], prompts: Mapping[str, Sequence[Any]], max_new_tokens: int,
                      repeats: int = 1, seed: int = 0, shuffle: bool = True, warmup_tokens: int = 8,
                      device: torch.device | str = "cpu",
                      on_run: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Every runner on every prompt (``{category: prompts}``), ``repeats`` times; one record per run.
+    """Every engine on every prompt (``{category: prompts}``), ``repeats`` times; one record per run.
 
-    Each runner is called once first on a short output (first-call costs stay out of the timings). A record holds
-    config, category, prompt (index), repeat, seconds, cpu_seconds, tokens and result; ``on_run`` sees each one.
+    Each engine runs once first on a short output (first-call costs stay out of the timings). A record holds
+    config, category, prompt (index), repeat, seconds, cpu_seconds, tokens and result (the engine's EngineRun;
+    labkit's rounds in ``result.generation``); ``on_run`` sees each one.
     """
     dev = torch.device(device)
     jobs = [(c, i, p) for c, ps in prompts.items() for i, p in enumerate(ps)]
     if warmup_tokens:
-        for run in runners.values():
-            run(jobs[0][2], min(warmup_tokens, max_new_tokens))
+        for engine in engines.values():
+            engine.run(jobs[0][2], min(warmup_tokens, max_new_tokens))
     rng = random.Random(seed)
     records = []
     for rep in range(repeats):
         for cat, i, prompt in jobs:
-            order = list(runners)
+            order = list(engines)
             if shuffle:
                 rng.shuffle(order)
             for name in order:
                 c0 = time.process_time()  # CPU time too: on a shared machine it barely sees other processes
-                secs, (tokens, res) = time_call(lambda n=name, p=prompt: runners[n](p, max_new_tokens), dev)
+                secs, run = time_call(lambda n=name, p=prompt: engines[n].run(p, max_new_tokens), dev)
                 rec = {"config": name, "category": cat, "prompt": i, "repeat": rep, "seconds": secs,
-                       "cpu_seconds": time.process_time() - c0, "tokens": tokens, "result": res}
+                       "cpu_seconds": time.process_time() - c0, "tokens": list(run.tokens or []), "result": run}
                 records.append(rec)
                 if on_run is not None:
                     on_run(rec)
     return records
 
 
-def labkit_runner(target: Any, drafter: Any, k: Any, hooks: Sequence[Callable] = (), **gen: Any) -> Runner:
-    """A runner for ``SpeculativeDecoder(target, drafter, k)`` (k: an int, "auto" or a draft-length policy);
-    ``gen`` goes to ``generate`` (temperature, seed...)."""
-    from labkit.core.engine import SpeculativeDecoder
+def labkit_engines(target: Any, configs: Mapping[str, tuple[Any, Any]], hooks: Sequence[Callable] = (),
+                   **gen: Any) -> dict[str, Engine]:
+    """{label: LabkitEngine} for ``{label: (drafter or None, k)}`` (k: an int, "auto" or a draft-length policy);
+    ``gen`` goes to ``generate`` (temperature, seed...). Runs stop at EOS, as ``generate`` does by default."""
+    from labkit.engines.local import LabkitEngine
 
-    dec = SpeculativeDecoder(target, drafter, k=k if drafter is not None else 0, hooks=list(hooks))
-
-    def run(prompt: Any, n: int) -> tuple[list[int], GenerationResult]:
-        res = dec.generate(prompt, max_new_tokens=n, **gen)
-        return res.token_ids, res
-
-    return run
+    gen = {"eos_token_id": "default", **gen}
+    return {label: LabkitEngine(target, d, k, gen=gen, hooks=list(hooks)) for label, (d, k) in configs.items()}
 
 
 def _draft_lengths(ks: Sequence[Any]) -> dict[str, tuple[int, Any]]:
@@ -111,11 +107,11 @@ def run_sweep(target: Any, drafters: Mapping[str, Any], ks: Sequence[Any], promp
     configs = {f"{name}/k=0" if d is None else f"{name}/{label}": (name, (0, 0) if d is None else kh)
                for name, d in drafters.items()
                for label, kh in ({"k=0": None} if d is None else own.get(name, lengths)).items()}
-    runners = {label: labkit_runner(target, drafters[name], how, hooks, **gen)
-               for label, (name, (_, how)) in configs.items()}
-    records = run_side_by_side(runners, {"": list(prompts)}, max_new_tokens, repeats, seed, shuffle,
+    engines = labkit_engines(target, {label: (drafters[name], how) for label, (name, (_, how)) in configs.items()},
+                             hooks, **gen)
+    records = run_side_by_side(engines, {"": list(prompts)}, max_new_tokens, repeats, seed, shuffle,
                                8 if warmup else 0, getattr(target, "device", "cpu"), on_run)
-    runs = {label: [[r["result"] for r in records if r["config"] == label and r["repeat"] == rep]
+    runs = {label: [[r["result"].generation for r in records if r["config"] == label and r["repeat"] == rep]
                     for rep in range(repeats)] for label in configs}
     plain = [label for label, (_, (k, _)) in configs.items() if k == 0]
     base_runs = runs[plain[0]] if plain else base

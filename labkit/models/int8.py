@@ -13,7 +13,7 @@ fused by ``torch.compile``.
 The input embedding stays bf16 (a lookup reads one row per token); the LM head gets its own int8 copy, and
 ``head.weight`` still points at its bf16 table (Gemma's is the tied embedding) so drafters that score candidate rows
 (the MTP head) read the same rows as before. The int8 model is the target: speculative decoding stays lossless
-with respect to it, and ``labkit.lab.quantize.divergence`` measures how far it is from bf16 (greedy agreement, KL;
+with respect to it, and ``labkit.measure.quality.divergence`` measures how far it is from bf16 (greedy agreement, KL;
 ``labkit bench --dtype int8`` prints both).
 """
 

@@ -51,16 +51,7 @@ configs = {"plain": ("plain", 0), "ngram-mod (--spec-default)": ("ngram-mod", 0)
 stack = contextlib.ExitStack()  # every server stops when the stack closes, whatever happens in between
 engines = {label: stack.enter_context(LlamaCppEngine(gguf, method, k)) for label, (method, k) in configs.items()}
 
-
-def runner(engine):
-    def run(prompt, n):
-        out = engine.run(prompt, n)
-        return out.tokens, out
-    return run
-
-
-records = run_side_by_side({label: runner(e) for label, e in engines.items()}, {"": PROMPTS}, N,
-                           repeats=ci_scale(2, 1))
+records = run_side_by_side(engines, {"": PROMPTS}, N, repeats=ci_scale(2, 1))
 print(f"{len(records)} requests to {len(engines)} servers")
 
 # %% [markdown]
