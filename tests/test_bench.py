@@ -8,6 +8,7 @@ import statistics
 import pytest
 
 from labkit.core import metrics
+from labkit.core.verify_cost import VerifyCost
 from labkit.measure import machine, theory
 from labkit.measure.bench import (
     HF_GREEDY,
@@ -102,10 +103,10 @@ def test_theory_curve_matches_labkit_theory(bench):
                                                         for k, v in x["counts"].items()}) for x in runs)
             assert r["alpha"] == pytest.approx(metrics.alpha(c_pooled))
             assert r["mean_acceptance_length"] == pytest.approx(metrics.mean_acceptance_length(c_pooled))
-        curve = result["meta"]["verify_cost"]
+        curve = VerifyCost.from_dict(result["meta"]["verify_cost"])
         assert [p["speedup"] for p in c["curve"]] == [
-            theory.speedup(c["alpha"], k, c["c"], theory.verify_at(curve, k)) for k in range(4)]
-        assert c["best_k"] == theory.best_k(c["alpha"], c["c"], 3, theory.curve_to(curve, 3))[0]
+            theory.expected_speedup(c["alpha"], k, c["c"], curve.at(k)) for k in range(4)]
+        assert c["best_k"] == theory.best_k(c["alpha"], c["c"], 3, VerifyCost(curve.upto(3)))[0]
 
 
 def test_table_lists_every_configuration(bench):
@@ -208,7 +209,7 @@ def test_sampled_rows_next_to_greedy_with_repetition_and_verify_cost():
     assert rows[("ngram", 2, "greedy")]["same_as_hf_greedy"] == 1.0  # greedy stays exact
     assert rows[("plain", 0, "sampled")]["same_as_hf_greedy"] < 1.0  # sampling really sampled
     assert rows[("greedy", 0, "greedy")]["repetition"] is not None  # transformers rows carry it too
-    assert sorted(result["meta"]["verify_cost"]) == sorted(machine.KS)  # the session's one reference
+    assert sorted(result["meta"]["verify_cost"]["ratios"]) == sorted(machine.KS)  # the session's one reference
     table = format_table(result)
     assert "verify cost T(n)/T(1)" in table and "interleaved rounds" in table
     assert "labkit ngram k=2 sampled" in table and "rep4" in table
@@ -231,7 +232,7 @@ def test_dynamic_draft_length_rows_next_to_fixed_k(bench):
     assert "labkit ngram auto k<=3" in table and "the best fixed k" in table
     assert {c["drafter"] for c in result["theory"]} == {"ngram", "draft-model"}  # dynamic rows stay out of theory
     policy = policy_from_name("auto", 6, {1: 1.1, 4: 1.5})
-    assert isinstance(policy, CostModel) and policy.k_max == 6 and policy.verify_ratio(4) == pytest.approx(1.5)
+    assert isinstance(policy, CostModel) and policy.k_max == 6 and policy.verify_cost.at(4) == pytest.approx(1.5)
     assert isinstance(policy_from_name("heuristic", 6), Heuristic)
     assert isinstance(policy_from_name("confidence", 2), ConfidenceStop)
     with pytest.raises(ValueError, match="unknown policy"):

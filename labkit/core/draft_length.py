@@ -263,7 +263,8 @@ def _curve(verify_cost: VerifyCost | Mapping[int, float] | Sequence[float] | Non
 POLICIES = ("auto", "heuristic", "confidence", "survival")  # the names policy_from_name takes
 
 
-def policy_from_name(name: str, k_max: int, verify_cost: Mapping[int, float] | None = None) -> DraftLengthPolicy:
+def policy_from_name(name: str, k_max: int, verify_cost: VerifyCost | Mapping[int, float] | None = None
+                     ) -> DraftLengthPolicy:
     """A dynamic draft-length policy by name (one of POLICIES), drafting at most ``k_max`` tokens a round;
     ``verify_cost`` (T(k+1)/T(1) by k, measured on this machine) feeds "auto" and "survival"."""
     if name == "auto":  # the cost model, fed this machine's measured verify cost

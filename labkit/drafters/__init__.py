@@ -3,6 +3,7 @@
 from typing import Any
 
 from labkit.core.drafter_spec import DrafterSpec, parse
+from labkit.core.verify_cost import VerifyCost
 from labkit.drafters.argmax import ArgmaxDrafter
 from labkit.drafters.base import DraftContext, Drafter, Proposal
 from labkit.drafters.draft_model import DraftModelDrafter
@@ -26,7 +27,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def make_drafter(spec: str | DrafterSpec | None, target: Any = None, verify_cost: dict[int, float] | None = None,
+def make_drafter(spec: str | DrafterSpec | None, target: Any = None, verify_cost: VerifyCost | None = None,
                  draft_model: Any = None, mtp_head: Drafter | None = None) -> Drafter | None:
     """A drafter from a spec (labkit.core.drafter_spec: its grammar, parsed without torch).
 

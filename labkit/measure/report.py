@@ -43,20 +43,20 @@ def _f(x: Any, fmt: str, width: int) -> str:
     return f"{'-':>{width}}" if x is None else f"{x:>{width}{fmt}}"
 
 
-def verify_cost_lines(curve: dict[Any, float], reference: dict[str, Any] | None = None) -> list[str]:
+def verify_cost_lines(curve: dict[str, Any], reference: dict[str, Any] | None = None) -> list[str]:
     """The header's verify cost T(k+1)/T(1) (labkit.measure.machine's reference: with its spread, when and where it
-    was measured), and what `labkit doctor` concludes from it."""
-    from labkit.measure.doctor import curve_text, verdict
+    was measured), and what `labkit doctor` concludes from it. ``curve``: a VerifyCost's dict, or an older bench
+    JSON's plain {k: ratio}."""
+    from labkit.core.verify_cost import VerifyCost, as_verify_cost
+    from labkit.measure.doctor import verdict
 
-    vc = {int(k): v for k, v in curve.items()}  # keys are strings after a JSON round trip
+    vc = VerifyCost.from_dict(curve) if "ratios" in curve else as_verify_cost(curve)
     if reference:
         from labkit.measure.machine import Reference
 
-        ref = Reference(**{**reference, **{f: {int(k): v for k, v in reference[f].items()}
-                                           for f in ("curve", "raw", "spread", "ms")}})
-        head = ref.text().splitlines()
+        head = Reference.from_dict(reference).text().splitlines()
     else:
-        head = [f"verify cost against a 1-token forward: {curve_text(vc)}"]
+        head = [f"verify cost against a 1-token forward: {vc.text()}"]
     return [*head, *verdict(vc).text(with_curve=False).splitlines()]
 
 
@@ -194,7 +194,7 @@ def fig_positions(rows: list[dict], curves: list[dict]) -> Any:
     """Acceptance by draft position at each drafter's largest k, against alpha^i (i.i.d. acceptance)."""
     import plotly.graph_objects as go
 
-    from labkit.measure.theory import position_acceptance
+    from labkit.measure.theory import expected_acceptance_by_position
 
     fig = go.Figure()
     alphas = {c["drafter"]: c["alpha"] for c in curves}
@@ -205,7 +205,8 @@ def fig_positions(rows: list[dict], curves: list[dict]) -> Any:
         pos = r["acceptance_by_position"] or []
         fig.add_trace(go.Bar(x=list(range(1, len(pos) + 1)), y=pos, name=f"{name} k={r['k']}"))
         if name in alphas and pos:
-            fig.add_trace(go.Scatter(x=list(range(1, len(pos) + 1)), y=position_acceptance(alphas[name], len(pos)),
+            expected = expected_acceptance_by_position(alphas[name], len(pos))
+            fig.add_trace(go.Scatter(x=list(range(1, len(pos) + 1)), y=expected,
                                      name=f"{name}: alpha^i, alpha={alphas[name]:.2f}", mode="lines",
                                      line={"dash": "dot"}))
     fig.update_layout(title="Acceptance by draft position", xaxis_title="position i",

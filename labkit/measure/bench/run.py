@@ -168,7 +168,7 @@ def run_bench(s: BenchSettings, out_dir: str | Path | None = None, workload: Wor
     threads = set_threads(s.threads, _forward_probe(w.target, first))
     # measured before the runs: the header prints it and the "auto" draft-length policy decides with it
     ref = machine.reference(w.target, rounds=4 if s.quick else machine.ROUNDS, copy_megabytes=16 if s.quick else 256)
-    w.verify_cost = ref.curve
+    w.verify_cost = ref.verify_cost
     try:
         methods = build_engines(s, w, plan(s, w))
         runs = measure(s, w, methods)
@@ -220,7 +220,7 @@ def _meta(s: BenchSettings, w: Workload, threads: int, wbytes: int, ref: machine
             "model": w.target.name, "dtype": w.target.weight_format, "device": str(dev), "threads": threads,
             "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
             "torch": torch.__version__, "transformers": transformers.__version__,
-            "weight_bytes": wbytes, "copy_gbps": ref.copy_gb_s, "verify_cost": ref.curve,
+            "weight_bytes": wbytes, "copy_gbps": ref.copy_gb_s, "verify_cost": ref.verify_cost.as_dict(),
             "machine_reference": ref.as_dict(), "load_average": load_average(),
             "prompts": {c: [int(x.numel()) for x in v] for c, v in w.prompts.items()},
             "baseline": HF_GREEDY.key, "when": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from labkit.core.verify_cost import VerifyCost
 from labkit.measure.prompts import CATEGORIES, prompt_set
 
 if TYPE_CHECKING:  # torch loads with the runs: `labkit --help` reads this module's names
@@ -113,7 +114,7 @@ class Workload:
     prompts: dict[str, list[torch.Tensor]]
     assistant: Any = None  # a transformers model usable as assistant_model (None when the pair does not allow one)
     engines: dict[str, Any] = field(default_factory=dict)  # Method.key -> its Engine; all closed at the run's end
-    verify_cost: dict[int, float] | None = None  # T(k+1)/T(1) measured before the runs: the "auto" policy uses it
+    verify_cost: VerifyCost | None = None  # measured before the runs: the "auto" policy uses it
     skipped: dict[str, str] = field(default_factory=dict)  # method or drafter -> why it was not run
 
 

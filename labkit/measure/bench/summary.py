@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labkit.core import metrics
+from labkit.core.verify_cost import VerifyCost, as_verify_cost
 from labkit.measure import theory
 from labkit.measure.bench.run import RunRecord
 from labkit.measure.bench.settings import HF_GREEDY, LABKIT_PLAIN, Method
@@ -132,13 +133,14 @@ def _ratios(rows: list[Row], speed: str, ratio: str, is_base: Callable[[Row], bo
             setattr(r, ratio, sum(cats) / len(cats) if None not in cats else None)
 
 
-def theory_curves(rows: list[Row], k_max: int = 16, verify_cost: dict[int, float] | None = None
+def theory_curves(rows: list[Row], k_max: int = 16, verify_cost: VerifyCost | None = None
                   ) -> list[dict[str, Any]]:
     """Per labkit drafter: alpha and c (labkit.core.metrics, median over its fixed-k rows), the speedup
     labkit.measure.theory predicts for k = 0..k_max on this run's verify-cost curve (None: a free verify), and what
     was measured."""
     # alpha^i holds for greedy acceptance at one k: sampled rows and dynamic-k rows stay out
     rows = [r for r in rows if r.decoding == "greedy" and not r.policy]
+    cost = as_verify_cost(verify_cost)
     plain = {r.category: r.end_to_end_tok_s for r in rows if r.engine == "labkit" and r.method == "plain"}
     out = []
     for name in dict.fromkeys(r.method for r in rows if r.engine == "labkit" and r.k > 0):
@@ -149,9 +151,9 @@ def theory_curves(rows: list[Row], k_max: int = 16, verify_cost: dict[int, float
             continue
         a, c = statistics.median(alphas), statistics.median(costs) if costs else 0.0
         out.append({"drafter": name, "alpha": a, "c": c,
-                    "curve": [{"k": k, "speedup": theory.speedup(a, k, c, theory.verify_at(verify_cost, k))}
+                    "curve": [{"k": k, "speedup": theory.expected_speedup(a, k, c, cost.at(k))}
                               for k in range(k_max + 1)],
-                    "best_k": theory.best_k(a, c, k_max, theory.curve_to(verify_cost, k_max))[0],
+                    "best_k": theory.best_k(a, c, k_max, VerifyCost(cost.upto(k_max)))[0],
                     "measured": [{"k": r.k, "speedup": r.end_to_end_tok_s / plain["all"]} for r in mine]
                     if plain else []})
     return out
