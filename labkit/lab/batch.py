@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
+from labkit.core.device import sync
 from labkit.core.kvcache import crop, new_cache
-from labkit.measure.timing import sync
 from labkit.models.load import as_target
 
 
