@@ -103,7 +103,7 @@ def test_offline_hub_id_names_the_fix():
 
 
 def test_cuda_on_a_cpu_build_is_one_line():
-    from labkit.cli import torch_build_cuda
+    from labkit.cli.args import torch_build_cuda
 
     r = run("generate", "hi", "--device", "cuda")
     if torch_build_cuda() is None:
@@ -119,7 +119,7 @@ def test_bad_arguments_exit_2(capsys):
 
 
 def test_shipped_heads_match_the_weights_table():
-    from labkit.cli import shipped_mtp_heads
+    from labkit.cli.args import shipped_mtp_heads
     from labkit.drafters.mtp.weights import SHIPPED
 
     assert shipped_mtp_heads() == sorted(SHIPPED)

@@ -60,10 +60,10 @@ def gpu_cell() -> str:
 
 def run_cell(monkeypatch, capsys, prompts: list[str]) -> tuple[dict, str]:
     """Run the GPU cell as on a Colab GPU (DEVICE == "cuda") with the device swapped for the CPU."""
-    from labkit.measure import gpu_check
+    from labkit.lab import real_pair
 
-    real = gpu_check.real_pair_comparison
-    monkeypatch.setattr(gpu_check, "real_pair_comparison",
+    real = real_pair.real_pair_comparison
+    monkeypatch.setattr(real_pair, "real_pair_comparison",
                         lambda *a, **kw: real(*a, **{**kw, "device": "cpu", "max_new_tokens": 12}))
     import pandas as pd
 
@@ -170,7 +170,7 @@ def test_torch_lower_bound_has_enable_gqa():
 @pytest.fixture(scope="module")
 def cases():
     """Every drafter on tiny fp32 models whose window (64) fits a static cache; unequal Gemma 4 head sizes."""
-    from labkit.measure.gpu_check import tiny_drafters
+    from labkit.checks.pairs import tiny_drafters
 
     return tiny_drafters(torch.device("cpu"))
 
@@ -182,7 +182,7 @@ def test_compiled_static_cache_drafting_equals_plain(cases):
     """cache="static" + compile_mode (backend "eager" here: dynamo traces the forward as on a GPU, no codegen) with
     the drafters that read the target's cache, on Gemma 4 (unequal head sizes): the same tokens as plain decoding
     and the same drafts as with the dynamic cache, round by round (they read the same K/V). Every other drafter's
-    compiled run is checked by the gpu_check run (tests/test_gpu_check.py), which compiles both tiny targets."""
+    compiled run is checked by the gpu_check run (tests/test_checks_gpu.py), which compiles both tiny targets."""
     for name in ("mtp (gemma4)", "gemma4 assistant"):
         target, drafter, k = cases[name]
         plain = SpeculativeDecoder(target, None).generate(PROMPT, max_new_tokens=20).token_ids

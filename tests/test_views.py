@@ -224,14 +224,14 @@ def test_no_browser_means_interactive_figures_only_and_no_wait(monkeypatch, tmp_
     would wait for a browser that never comes. With one on PATH, the check finds it."""
     import time
 
-    from labkit.lab import widgets
+    from labkit.lab import notebook
 
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("BROWSER_PATH", raising=False)
     monkeypatch.setattr("choreographer.browsers.chromium.get_chrome_download_path", lambda: tmp_path / "none")
     t0 = time.perf_counter()
-    assert widgets.static_images() is False and time.perf_counter() - t0 < 2
+    assert notebook.static_images() is False and time.perf_counter() - t0 < 2
     fake = tmp_path / "chromium"
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
-    assert widgets._have_browser() is True
+    assert notebook._have_browser() is True

@@ -16,12 +16,12 @@ from typing import Any
 import torch
 
 from labkit.core import acceptance
+from labkit.core.device import sync
 from labkit.core.draft_length import DraftLengthPolicy, FixedK, Plan, as_policy
+from labkit.core.drafter import DraftContext, Drafter, Proposal, empty_proposal
 from labkit.core.kvcache import cache_len, crop, new_cache
 from labkit.core.records import GenerationResult, KVTrace, RoundRecord
 from labkit.core.sampling import Sampler, SamplingConfig, warp
-from labkit.drafters.base import DraftContext, Drafter, Proposal, empty_proposal
-from labkit.measure.timing import sync
 from labkit.models.load import Target, as_target
 
 Hook = Callable[[RoundRecord], Any]

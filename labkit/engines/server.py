@@ -155,7 +155,7 @@ class ServerEngine:
         server adds a BOS token)."""
         import random
 
-        from labkit.measure.timing import ratio_summary
+        from labkit.core.stats import ratio_summary
 
         if self.kind != "llama.cpp":
             raise ServerError(f"{self.url}: verify cost needs llama.cpp's per-request timings (prompt_ms)")

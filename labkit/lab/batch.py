@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
+from labkit.core.device import sync
 from labkit.core.kvcache import crop, new_cache
 from labkit.core.verify_cost import VerifyCost
-from labkit.measure.timing import sync
 from labkit.models.load import as_target
 
 

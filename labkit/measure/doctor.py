@@ -10,7 +10,6 @@ another (AVX2 only, no native bf16) 2 tokens cost 1.4x and 9 tokens 4.9x, and ev
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -193,22 +192,3 @@ def _reference_lines(d: Diagnosis, dtype: str) -> list[str]:
         return [f"{dtype} verify cost against a 1-token forward: {curve}"]
     return [f"{dtype} verify cost T(n)/T(1) ({ref['rounds']} interleaved rounds, median ± half the interquartile "
             f"range; non-decreasing): {curve}", *ref.get("notes", [])]
-
-
-def cmd_doctor(a: argparse.Namespace) -> int:
-    import json
-
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # the report is the output
-    hf_logging.set_verbosity_error()
-    d = diagnose(device=a.device)
-    print(json.dumps(d.as_dict()) if a.json else render(d))
-    return 0
-
-
-def register_cli(sub: Any) -> None:
-    p = sub.add_parser("doctor", help="measure this machine (under a minute): can speculative decoding pay here?")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
-    p.set_defaults(func=cmd_doctor)

@@ -27,8 +27,9 @@ from typing import Any
 
 import torch
 
+from labkit.core.stats import iqr, ratio_summary
 from labkit.core.verify_cost import VerifyCost
-from labkit.measure.timing import copy_rates, forward_times, iqr, ratio_summary
+from labkit.measure.timing import copy_rates, forward_times
 from labkit.models.load import as_target
 from labkit.threads import cores, cpu_info, load_average
 

@@ -13,14 +13,10 @@ from typing import Any
 
 import torch
 
+from labkit.core.device import sync
 from labkit.core.kvcache import crop, new_cache
+from labkit.core.stats import iqr
 from labkit.models.load import as_target
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the device: timings read after it (a no-op on CPU, where work is done when the call returns)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_call(fn: Callable[[], Any], device: torch.device | str = "cpu") -> tuple[float, Any]:
@@ -88,21 +84,6 @@ def product_times(weight: torch.Tensor, rows: Sequence[int] = (1, 4), rounds: in
         for n in rows:
             times[n].append(time_call(lambda n=n: xs[n] @ weight.T, weight.device)[0])
     return {n: 1e3 * statistics.median(ts) for n, ts in times.items()}
-
-
-def ratio_summary(times: Sequence[float], base: Sequence[float]) -> tuple[float, float]:
-    """Median and interquartile range of the per-round ratios times[i] / base[i] (interleaved timings taken moments
-    apart): the verify cost T(n)/T(1) as labkit quotes it, for its own forward and for a server's."""
-    ratios = [a / b for a, b in zip(times, base, strict=True)]
-    return statistics.median(ratios), iqr(ratios)
-
-
-def iqr(xs: Sequence[float]) -> float:
-    """Interquartile range (the full range for fewer than 4 values): the spread a timing is quoted with."""
-    if len(xs) < 4:
-        return max(xs) - min(xs)
-    q = statistics.quantiles(xs, n=4)
-    return q[2] - q[0]
 
 
 def weight_bytes(model: Any) -> int:

@@ -273,8 +273,8 @@ if DEVICE != "cuda":
     print("No GPU here: skipping the Gemma 4 E2B + assistant comparison (it needs ~10 GB of GPU memory). "
           "On Colab: Runtime → Change runtime type → GPU, then rerun this notebook.")
 else:
+    from labkit.lab.real_pair import real_pair_comparison
     from labkit.lab.views import rows_frame
-    from labkit.measure.gpu_check import real_pair_comparison
     from labkit.models.load import ModelNotAvailableError
 
     try:  # the model's default dtype for this GPU: bf16, or fp16 where bf16 is slow (T4)

@@ -1,5 +1,6 @@
-"""The device check at tiny size on the CPU: every section runs, correctness checks can fail, the E2B shapes build
-(real head sizes: an MTP head for them too), the output is one table plus gpu_check.json in the folder given."""
+"""The device check (labkit.checks, run by scripts/gpu_check.sh) at tiny size on the CPU: every section runs,
+correctness checks can fail, the E2B shapes build (real head sizes: an MTP head for them too), the output is one table
+plus gpu_check.json in the folder given."""
 
 import json
 import os
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from labkit.measure import gpu_check
+from labkit.checks.correctness import check_sampling
+from labkit.checks.pairs import e2b_like_pair
+from labkit.checks.report import Report
 
 # A budget no loaded machine runs out of: this test checks that every section runs, not how fast.
 TINY = ["--device", "cpu", "--size", "tiny", "--compile-mode", "eager", "--ks", "0,2", "--max-new-tokens", "16",
@@ -28,6 +31,7 @@ def tiny_run(tmp_path_factory):
     return proc, out
 
 
+@pytest.mark.slow  # the whole device script in a subprocess (minutes on a CPU)
 def test_tiny_cpu_run_passes_every_section(tiny_run):
     proc, out = tiny_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -58,14 +62,14 @@ def test_a_broken_acceptance_rule_fails_the_check(monkeypatch, capsys):
     from labkit.core import acceptance
 
     monkeypatch.setattr(acceptance, "sampling_verify", acceptance.accept_all_verify)
-    rep = gpu_check.Report(budget_s=60)
-    gpu_check.check_sampling(rep, torch.device("cpu"), trials=1500)
+    rep = Report(budget_s=60)
+    check_sampling(rep, torch.device("cpu"), trials=1500)
     assert rep.failures == ["sampling_verify: first token ~ p"]
     assert "FAIL sampling_verify" in capsys.readouterr().out
 
 
 def test_sections_that_do_not_fit_the_budget_are_skipped(capsys):
-    rep = gpu_check.Report(budget_s=0)
+    rep = Report(budget_s=0)
     assert rep.section("slow thing", lambda: 1 / 0, need_s=10) is None
     assert rep.failures == [] and "SKIP slow thing" in capsys.readouterr().out
 
@@ -73,7 +77,7 @@ def test_sections_that_do_not_fit_the_budget_are_skipped(capsys):
 def test_e2b_like_shapes_build_on_the_meta_device():
     from labkit.measure.timing import weight_bytes
 
-    target, assistant = gpu_check.e2b_like_pair(torch.device("meta"), torch.bfloat16)
+    target, assistant = e2b_like_pair(torch.device("meta"), torch.bfloat16)
     cfg = target.config.get_text_config()
     assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size) == (1536, 35, 262144)
     assert cfg.kv_sharing_modes.count("store") == 2  # the last sliding and last full layer feed the assistant
@@ -90,7 +94,7 @@ def test_an_mtp_head_fits_the_e2b_shapes():
 
     from labkit.drafters.mtp.network import MTPConfig, MTPHead
 
-    target, _ = gpu_check.e2b_like_pair(torch.device("meta"), torch.bfloat16)
+    target, _ = e2b_like_pair(torch.device("meta"), torch.bfloat16)
     with pytest.raises(AmbiguousGlobalPerLayerAttributeError):
         target.config.get_text_config().head_dim  # noqa: B018  (what the old code read)
     c = MTPConfig.for_target(target, layers=2)
@@ -103,4 +107,6 @@ def test_an_mtp_head_fits_the_e2b_shapes():
 def test_script_refuses_cuda_without_a_gpu():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    assert gpu_check.main(["--device", "cuda"]) == 2
+    from labkit.cli import main
+
+    assert main(["gpu-check", "--device", "cuda"]) == 2

@@ -1,5 +1,6 @@
 """vLLM, where it is installed (a GPU machine): serve the embedded model with its n-gram drafter and read the
-spec-decode counters through labkit's server engine. Run by scripts/gpu_check.sh when ``import vllm`` works.
+spec-decode counters through labkit's server engine. Run by scripts/gpu_check.sh (``labkit vllm-check``)
+when ``import vllm`` works.
 
 Not run here: this project's CPU machine has no vLLM. The parser it relies on is tested on the exposition format
 vLLM documents (tests/test_engines.py).
@@ -7,9 +8,7 @@ vLLM documents (tests/test_engines.py).
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -28,13 +27,9 @@ def serve(model: Path, port: int, k: int) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m labkit.engines.vllm_check", description=__doc__.splitlines()[0])
-    ap.add_argument("--k", type=int, default=4)
-    ap.add_argument("--tokens", type=int, default=64)
-    ap.add_argument("--timeout", type=float, default=300)
-    ap.add_argument("--out", default=None, help="write the result as JSON here")
-    a = ap.parse_args(argv)
+def run(k: int = 4, tokens: int = 64, timeout: float = 300, out: str | None = None) -> int:
+    """Serve the embedded model with vLLM's n-gram drafter at ``k``, run the bench prompts (one per category) and
+    print the spec-decode counters; 0 when it served, 1 when it did not."""
     from labkit.engines.llama_cpp import free_port
     from labkit.engines.server import ServerEngine
     from labkit.measure.prompts import prompt_set
@@ -42,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
 
     model = prepare_embedded("gemma3-270m", progress=False)  # a Hugging Face folder vLLM can load
     port = free_port()
-    proc = serve(model, port, a.k)
+    proc = serve(model, port, k)
     try:
-        deadline = time.monotonic() + a.timeout
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 print(f"vllm: the server exited at start (code {proc.returncode})", file=sys.stderr)
@@ -55,18 +50,18 @@ def main(argv: list[str] | None = None) -> int:
             except OSError:
                 time.sleep(1)
         else:
-            print(f"vllm: no /health within {a.timeout:.0f} s", file=sys.stderr)
+            print(f"vllm: no /health within {timeout:.0f} s", file=sys.stderr)
             return 1
         eng = ServerEngine(f"http://127.0.0.1:{port}", name="vllm ngram", model=str(model))
-        runs = [eng.run(ps[0], a.tokens) for ps in prompt_set().values()]
+        runs = [eng.run(ps[0], tokens) for ps in prompt_set().values()]
         m = metrics.metrics(r.counts for r in runs)
         per_request = [r.raw.get("mean_acceptance_length") for r in runs]
-        result = {"k": a.k, "metrics": m.as_dict(), "per_request_mean_acceptance_length": per_request}
-        print(f"vLLM ngram k={a.k}: mean acceptance length {m.mean_acceptance_length}, draft acceptance rate "
+        result = {"k": k, "metrics": m.as_dict(), "per_request_mean_acceptance_length": per_request}
+        print(f"vLLM ngram k={k}: mean acceptance length {m.mean_acceptance_length}, draft acceptance rate "
               f"{m.draft_acceptance_rate}, acceptance by position {m.acceptance_by_position} (from /metrics deltas); "
               f"per request (metrics.speculative_decoding): {per_request}")
-        if a.out:
-            Path(a.out).write_text(json.dumps(result, indent=1))
+        if out:
+            Path(out).write_text(json.dumps(result, indent=1))
         return 0
     finally:
         proc.terminate()
@@ -75,7 +70,3 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
 
-
-if __name__ == "__main__":
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    raise SystemExit(main())
