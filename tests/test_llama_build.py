@@ -1,7 +1,7 @@
 """Building llama-server: the first variant that serves is kept, a crashing one never is, and a cached binary that
 crashes is found out in one line. The compile step is replaced by stand-in binaries (small scripts: one exits with
 139 as a segfaulting llama-server does on a virtual AMX machine, one serves /health and /completion), because a real
-build takes minutes; tests/test_llama_server.py proves the real build on whatever CPU the suite runs on."""
+build takes minutes; tests/test_llama_cpp.py proves the real build on whatever CPU the suite runs on."""
 
 import json
 import os
