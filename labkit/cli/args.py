@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 from labkit.core.drafter_spec import parse
+from labkit.measure.prompts import FORMATS, MAX_PROMPTS, load_prompts
 
 MAX_K = 32  # labkit.core.sampling.MAX_K (not imported: it would pull in torch before argument checks)
 HUB_TIMEOUT_S = 2.5  # the whole answer to a bad input must come within 5 s
@@ -188,6 +189,8 @@ def check_args(args: argparse.Namespace) -> None:
     html = getattr(args, "html", None)
     if html and not os.path.isdir(os.path.dirname(os.path.abspath(html))):
         raise UsageError(f"--html: folder {os.path.dirname(html)!r} does not exist")
+    if getattr(args, "prompts_file", None) is not None:
+        load_prompts(args.prompts_file)  # a bad file: one line naming the line and the fix
     check_device(getattr(args, "device", None))
     if hasattr(args, "model"):
         check_model(args.model)
@@ -219,6 +222,12 @@ def add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", default="auto", help="torch threads: a number, or auto (the cores other work "
                    "leaves free; $LABKIT_THREADS overrides)")
     p.add_argument("--json", action="store_true", help="print only JSON (no progress bars)")
+
+
+def add_prompts(p: argparse.ArgumentParser, instead: str) -> None:
+    """--prompts FILE, the same for every command that measures prompts (bench, demo, tune)."""
+    p.add_argument("--prompts", dest="prompts_file", default=None, metavar="FILE",
+                   help=f"your own prompts instead of {instead}: {FORMATS}; at most {MAX_PROMPTS}")
 
 
 def apply_threads(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from labkit.cli.args import add_prompts, positive_int
 from labkit.core.drafter_spec import parse
 from labkit.measure.bench.settings import ENGINES, LLAMA_METHODS, BenchSettings, quick_settings
 from labkit.measure.prompts import CATEGORIES
@@ -48,7 +49,8 @@ def settings_from_args(a: argparse.Namespace) -> BenchSettings:
     if a.quick:
         over = {"progress": not a.no_progress, "cache": a.cache, "compile_mode": a.compile,
                 "temperature": a.temperature, "top_k": a.top_k, "top_p": a.top_p}
-        for name in ("ks", "policies", "repeats", "max_new_tokens", "drafters", "hf_modes", "categories"):
+        for name in ("ks", "policies", "repeats", "max_new_tokens", "drafters", "hf_modes", "categories",
+                     "prompts_per_category", "prompts_file"):
             v = getattr(a, name)
             if v is not None:
                 over[name] = v
@@ -56,7 +58,7 @@ def settings_from_args(a: argparse.Namespace) -> BenchSettings:
     s = BenchSettings(model=a.model, dtype=a.dtype, device=a.device, assistant=a.assistant, threads=a.threads,
                       early_exit_layers=a.early_exit_layers, prompts_per_category=a.prompts_per_category,
                       cache=a.cache, compile_mode=a.compile, seed=a.seed, progress=not a.no_progress,
-                      temperature=a.temperature, top_k=a.top_k, top_p=a.top_p)
+                      temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, prompts_file=a.prompts_file)
     for name in ("ks", "policies", "repeats", "max_new_tokens", "drafters", "hf_modes", "categories", "engines"):
         v = getattr(a, name)
         if v is not None:
@@ -68,15 +70,15 @@ def settings_from_args(a: argparse.Namespace) -> BenchSettings:
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
+    s = settings_from_args(a)
+    s.check()  # one-line errors before any model loads; the library skips a drafter it cannot build, the CLI refuses
+    for spec in s.drafters:
+        parse(spec.partition("@")[0])
     from transformers.utils import logging as hf_logging
 
     from labkit.measure.bench import run_bench
     from labkit.measure.report import format_table
 
-    s = settings_from_args(a)
-    s.check()  # one-line errors before any model loads; the library skips a drafter it cannot build, the CLI refuses
-    for spec in s.drafters:
-        parse(spec.partition("@")[0])
     hf_logging.set_verbosity_error()  # transformers' assisted modes warn about their own internal calls
     result = run_bench(s, a.out)
     print(format_table(result))
@@ -105,7 +107,9 @@ def register(sub: Any) -> None:
     p.add_argument("--hf-modes", type=_csv_specs, default=None,
                    help="transformers modes: greedy,prompt-lookup,early-exit,assistant (own ks as for --drafters)")
     p.add_argument("--categories", type=_csv_strs, default=None, help=f"subset of {','.join(CATEGORIES)}")
-    p.add_argument("--prompts-per-category", type=int, default=5)
+    p.add_argument("--prompts-per-category", type=positive_int, default=None,
+                   help="prompts of each category (default: 5 of the built-in set, every prompt of --prompts)")
+    add_prompts(p, "the built-in categories; --categories picks among the file's")
     p.add_argument("--max-new-tokens", type=int, default=None, help="token budget per run (default 128)")
     p.add_argument("--repeats", type=int, default=None, help="repeats per configuration (default 3; medians)")
     p.add_argument("--early-exit-layers", type=int, default=6)
@@ -131,6 +135,7 @@ def register(sub: Any) -> None:
                         "for each k: its speed against acceptance and k, and its verify cost")
     p.add_argument("--llama-server", default=None, metavar="PATH",
                    help="the llama-server binary (default: $LABKIT_LLAMA_SERVER, else `labkit llama-server build`)")
-    p.add_argument("--quick", action="store_true", help="tiny random models, 16 tokens: a smoke run in seconds")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny random models, 16 tokens, 1 prompt per category: a smoke run in seconds")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_bench)

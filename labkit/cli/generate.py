@@ -10,8 +10,9 @@ import sys
 import time
 from typing import Any
 
-from labkit.cli.args import add_sampling, apply_threads, check_args, draft_length, k_list, positive_int
+from labkit.cli.args import add_prompts, add_sampling, apply_threads, check_args, draft_length, k_list, positive_int
 from labkit.core.drafter_spec import FORMS
+from labkit.measure.prompts import load_prompts
 
 DEMO_PROMPTS = [
     "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
@@ -77,12 +78,12 @@ def demo_rows(target: Any, ks: list[int], max_new_tokens: int, repeats: int, dra
     return [{key: r[key] for key in keep} for r in rows]
 
 
-def demo_estimate(target: Any, n_runs: int, max_new_tokens: int) -> float:
+def demo_estimate(target: Any, n_runs: int, max_new_tokens: int, prompt: str = DEMO_PROMPTS[0]) -> float:
     """Seconds the demo should take: one timed plain run (which also warms the model up) times the runs."""
     from labkit import SpeculativeDecoder
 
     t0 = time.perf_counter()
-    SpeculativeDecoder(target, None).generate(DEMO_PROMPTS[0], max_new_tokens=8)
+    SpeculativeDecoder(target, None).generate(prompt, max_new_tokens=8)
     per_token = (time.perf_counter() - t0) / 8
     return n_runs * max_new_tokens * per_token
 
@@ -95,14 +96,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     repeats = args.repeats or preset["repeats"]
     max_new = args.max_new_tokens or preset["max_new_tokens"]
     ks = sorted({0, *(args.ks or k_list(preset["ks"]))})
+    source = load_prompts(args.prompts_file) if args.prompts_file else None  # checked already: cannot fail here
+    prompts = source.texts() if source else DEMO_PROMPTS
     threads = apply_threads(args)
     target = load_target(args.model, dtype=args.dtype, device=args.device, progress=not args.json)
-    n_runs = len(ks) * repeats * len(DEMO_PROMPTS)
-    est = demo_estimate(target, n_runs, max_new)
+    n_runs = len(ks) * repeats * len(prompts)
+    est = demo_estimate(target, n_runs, max_new, prompts[0])
     if not args.json:
         print(f"demo: {n_runs} runs of {max_new} tokens, about {est:.0f} s on this machine now "
               f"({threads} thread(s){'' if args.full else '; --full for the long version'})", file=sys.stderr)
-    rows = demo_rows(target, ks, max_new, repeats, args.drafter, progress=not args.json)
+    rows = demo_rows(target, ks, max_new, repeats, args.drafter, prompts, progress=not args.json)
     problems = [f"k={r['k']}: {p}" for r in rows if r["k"] > 0
                 and (p := measurement_problem(r["speedup"], r["tokens_per_verify"]))]
     best = max(rows, key=lambda r: r["speedup"])
@@ -111,10 +114,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "No draft length beat plain decoding in this run.")
     if args.json:
         print(json.dumps({"model": args.model, "dtype": str(target.dtype), "threads": threads, "rows": rows,
-                          "warnings": problems, "summary": summary}))
+                          "warnings": problems, "summary": summary}
+                         | ({"prompts_file": source.describe()} if source else {})))
         return 0
     print(f"{args.model} ({target.dtype}, {target.device}, {threads} thread(s)), {max_new} new tokens, greedy, "
-          f"median of {repeats} x {len(DEMO_PROMPTS)} prompts")
+          f"median of {repeats} x {len(prompts)} prompts" + (f" from {args.prompts_file}" if source else ""))
     # Column names are the glossary's (labkit.core.metrics), so the demo reads like every other table in the lab.
     print(f"{'drafter':<12}{'k':>4}{'decode tok/s':>14}{'speedup':>10}{'tokens per verify':>19}"
           f"{'draft acceptance rate':>23}{'rep4':>7}")
@@ -153,11 +157,12 @@ def register(sub: Any) -> None:
     add_sampling(p)
     p.set_defaults(func=checked(cmd_generate))
 
-    p = sub.add_parser("demo", help="speed versus k on 3 prompts (prints its time estimate first)")
+    p = sub.add_parser("demo", help="speed versus k on 3 prompts or yours (prints its time estimate first)")
     p.add_argument("--drafter", default="ngram", help=FORMS)
     p.add_argument("--ks", type=k_list, default=None, help=f"draft lengths (default {DEMO_QUICK['ks']}, --full "
                    f"{DEMO_FULL['ks']})")
     p.add_argument("--repeats", type=positive_int, default=None)
     p.add_argument("--full", action="store_true", help="more draft lengths, repeats and tokens (several minutes)")
+    add_prompts(p, "the demo's 3")
     add_sampling(p)
     p.set_defaults(func=checked(cmd_demo), max_new_tokens=None)

@@ -93,6 +93,10 @@ def header_lines(result: dict[str, Any]) -> list[str]:
              f"ratios vs transformers greedy in this run; copy rate {meta['copy_gbps']:.1f} GB/s, "
              f"weights {meta['weight_bytes'] / 1e6:.0f} MB; labkit cache {st.get('cache', 'dynamic')}"
              + (f", compiled ({st['compile_mode']})" if st.get("compile_mode") else "")]
+    if meta.get("prompts_file"):  # the user's prompts: which file, exactly (its sha256)
+        pf = meta["prompts_file"]
+        heads.append(f"prompts: {pf['path']} ({pf['prompts']} prompts in {len(pf['categories'])} categories, "
+                     f"sha256 {pf['sha256'][:12]})")
     if meta.get("load_average") is not None:
         heads.append(f"load average {meta['load_average']:.2f} on {meta.get('cpu_count')} cores when the runs ended")
     if meta.get("quality_vs_bf16"):

@@ -17,6 +17,7 @@ import torch
 from labkit.core import metrics
 from labkit.measure import machine
 from labkit.measure.bench.settings import HF_GREEDY, BenchSettings, Method, Workload, load_workload, plan
+from labkit.measure.prompts import load_prompts
 from labkit.measure.sweep import run_side_by_side
 from labkit.measure.text import repetition
 
@@ -163,6 +164,8 @@ def run_bench(s: BenchSettings, out_dir: str | Path | None = None, workload: Wor
     from labkit.measure.timing import weight_bytes
 
     s.check()
+    # read with the prompts, before the runs: the result names the file and the sha256 of the bytes it measured
+    source = load_prompts(s.prompts_file).describe() if s.prompts_file else None
     w = workload or load_workload(s)
     first = next(iter(w.prompts.values()))[0]
     threads = set_threads(s.threads, _forward_probe(w.target, first))
@@ -180,6 +183,8 @@ def run_bench(s: BenchSettings, out_dir: str | Path | None = None, workload: Wor
     summary.add_roofline(rows, wbytes)
     summary.add_free_draft_verify_cost(rows, runs)
     meta = _meta(s, w, threads, wbytes, ref)
+    if source:
+        meta["prompts_file"] = source
     meta["counter_check"] = summary.counter_check(runs)
     if w.target.weight_format == "int8" and w.target.tokenizer is not None:
         meta["quality_vs_bf16"] = summary.quality_vs_bf16(w.target, runs)

@@ -3,11 +3,12 @@ anything loads."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from labkit.core.verify_cost import VerifyCost
-from labkit.measure.prompts import CATEGORIES, prompt_set
+from labkit.measure.prompts import CATEGORIES, load_prompts, prompt_set
 
 if TYPE_CHECKING:  # torch loads with the runs: `labkit --help` reads this module's names
     import torch
@@ -65,8 +66,9 @@ class BenchSettings:
     ks: tuple[int, ...] = DEFAULT_KS
     policies: tuple[str, ...] = ("auto",)  # per labkit drafter, at most its largest k per round
     hf_modes: tuple[str, ...] = field(default_factory=_hf_modes)  # every mode of TransformersEngine
-    categories: tuple[str, ...] = CATEGORIES
-    prompts_per_category: int = 5
+    categories: tuple[str, ...] = CATEGORIES  # with a prompts file: left as is, every category of the file
+    prompts_per_category: int | None = None  # None: 5 of each built-in category, every prompt of a prompts file
+    prompts_file: str | None = None  # the user's prompts (labkit.measure.prompts.load_prompts), not the built-in set
     max_new_tokens: int = 128
     repeats: int = 3
     early_exit_layers: int = 6  # the same L for labkit's early-exit drafter and transformers' assistant_early_exit
@@ -84,6 +86,10 @@ class BenchSettings:
     llama_server: str | None = None  # the llama-server binary (default: $LABKIT_LLAMA_SERVER or labkit's build)
     llama_methods: tuple[str, ...] = LLAMA_METHODS
 
+    def __post_init__(self) -> None:
+        if self.prompts_file is not None:  # a Path too; kept as text so bench.json can write the settings
+            self.prompts_file = os.fspath(self.prompts_file)
+
     def sampling(self) -> str:
         """The sampled settings in words, e.g. "T=1 top-k=64 top-p=0.95"."""
         return " ".join([f"T={self.temperature:g}"] + ([f"top-k={self.top_k}"] if self.top_k else [])
@@ -91,6 +97,7 @@ class BenchSettings:
 
     def check(self) -> None:
         """One-line ValueErrors for settings that cannot run, before anything loads."""
+        bench_prompts(self)  # first: it needs no torch, and a bad prompts file is the likeliest mistake
         from labkit.core.draft_length import POLICIES
         from labkit.core.sampling import MAX_K
 
@@ -153,19 +160,35 @@ def prompt_ids(target: Any, s: BenchSettings) -> dict[str, list[torch.Tensor]]:
 
     out: dict[str, list[torch.Tensor]] = {}
     dev = target.device
+    texts = bench_prompts(s)
     if target.tokenizer is None:
         g = torch.Generator().manual_seed(s.seed)
-        for c in s.categories:
-            ids = [torch.randint(3, target.vocab_size, (8,), generator=g) for _ in range(s.prompts_per_category)]
+        for c, chosen in texts.items():
+            ids = [torch.randint(3, target.vocab_size, (8,), generator=g) for _ in chosen]
             out[c] = [torch.cat([x, x, x[:4]]).to(dev) for x in ids]
         return out
-    texts = prompt_set()
-    for c in s.categories:
-        if c not in texts:
-            raise ValueError(f"categories: unknown {c!r}; allowed: {', '.join(CATEGORIES)}")
-        chosen = texts[c][: s.prompts_per_category]
+    for c, chosen in texts.items():
         out[c] = [torch.tensor(target.tokenizer(p)["input_ids"], dtype=torch.long, device=dev) for p in chosen]
     return out
+
+
+def bench_prompts(s: BenchSettings) -> dict[str, list[str]]:
+    """{category: [prompt, ...]} the bench runs: the prompts file's (every prompt, or the first
+    ``prompts_per_category`` of each when given; ``categories`` narrows them when set to other than the built-in
+    six), else ``prompts_per_category`` (default 5) of each built-in category. One-line ValueErrors."""
+    if s.prompts_per_category is not None and s.prompts_per_category < 1:
+        raise ValueError(f"prompts_per_category: must be >= 1, got {s.prompts_per_category}")
+    if s.prompts_file is not None:
+        texts, where = load_prompts(s.prompts_file).by_category(), f"--prompts {s.prompts_file}"
+        categories = tuple(texts) if s.categories == CATEGORIES else s.categories
+        per = s.prompts_per_category
+    else:
+        texts, where = prompt_set(), "the built-in set"
+        categories, per = s.categories, s.prompts_per_category or 5
+    if unknown := [c for c in categories if c not in texts]:
+        raise ValueError(f"categories: unknown {', '.join(map(repr, unknown))} in {where}; choose from "
+                         f"{', '.join(texts)}")
+    return {c: texts[c][:per] for c in categories}
 
 
 def plan(s: BenchSettings, w: Workload) -> list[Method]:
