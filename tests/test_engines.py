@@ -242,3 +242,19 @@ def test_a_wrong_or_unknown_kind_is_one_line():
         ServerEngine("http://127.0.0.1:9", kind="tgi")
     with pytest.raises(ServerError, match="cannot reach the server"):
         ServerEngine("http://127.0.0.1:9", kind="vllm")
+
+
+def test_detection_of_lmstudio_and_a_plain_openai_server():
+    """LM Studio by its /api/v0; any other OpenAI-compatible server without /metrics still gives its new tokens."""
+    models = {"data": [{"id": "m", "owned_by": "organization_owner"}]}
+    lmstudio = _Fake({"/v1/models": lambda _: models, "/api/v0/models": lambda _: models})
+    other = _Fake({"/v1/models": lambda _: {"data": [{"id": "m", "owned_by": "someone"}]},
+                   "/v1/completions": lambda b: {"choices": [{"text": "z"}], "usage": {"completion_tokens": 7}}})
+    try:
+        assert ServerEngine(lmstudio.url).kind == "lmstudio"
+        engine = ServerEngine(other.url)
+        c = engine.run("hi", 7).counts
+        assert (engine.kind, c.new_tokens, c.rounds, c.drafts) == ("openai", 7, 7, 0)
+    finally:
+        lmstudio.close()
+        other.close()

@@ -25,7 +25,7 @@ llamacpp:spec_decode_num_accepted_tokens_per_pos_total{position="2"} 4
 
 
 def test_llama_cpp_metrics():
-    c = formats.prometheus_counters(LLAMACPP)
+    c = formats.spec_counters(LLAMACPP)
     assert (c.drafts, c.draft_tokens, c.accepted, c.accepted_per_pos) == (10, 30, 18, (8, 6, 4))
     assert metrics.mean_acceptance_length(c) == pytest.approx(2.8)  # 1 + 18 / 10
     assert metrics.draft_acceptance_rate(c) == pytest.approx(0.6)  # 18 / 30

@@ -64,7 +64,7 @@ def _steps(drafted: Sequence[int], accepted: Sequence[int]) -> Counts:
 # ------------------------------------------------------------------------------------ llama.cpp and vLLM, live here
 
 
-def prometheus_counters(exposition: str) -> Counts:
+def spec_counters(exposition: str) -> Counts:
     """The spec-decode counters of a Prometheus exposition (the text of ``/metrics``), llama.cpp's
     (``llamacpp:spec_decode_*``, ``tools/server``, needs ``--metrics``) or vLLM's (``vllm:spec_decode_*``,
     ``vllm/v1/spec_decode/metrics.py``): ``num_drafts``, ``num_draft_tokens``, ``num_accepted_tokens`` and

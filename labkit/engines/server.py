@@ -19,6 +19,7 @@ from labkit.core.metrics import Counts, from_engine_counters
 from labkit.core.verify_cost import VerifyCost
 from labkit.engines import formats
 from labkit.engines.base import EngineError, EngineRun
+from labkit.engines.formats import spec_counters
 
 KINDS = ("llama.cpp", "vllm", "sglang", "lmstudio")  # what a user may name; "openai" is any other, detected
 SCRAPED = ("llama.cpp", "vllm", "openai")  # kinds whose spec-decode figures are /metrics counters
@@ -28,9 +29,6 @@ class ServerError(EngineError):
     """A server that cannot be reached or answers wrongly: one line naming the fix."""
 
     status: int | None = None  # the HTTP status when the server answered (wrongly); None when it did not answer
-
-
-spec_counters = formats.prometheus_counters  # the name callers and tests know
 
 
 def difference(after: Counts, before: Counts) -> Counts:
@@ -85,7 +83,8 @@ class ServerEngine:
             raise err from None
 
     def _probe(self) -> str:
-        """"llama.cpp" (it has /props), "vllm" or "sglang" (``owned_by`` in /v1/models), else "openai"."""
+        """"llama.cpp" (it has /props), "vllm" or "sglang" (``owned_by`` in /v1/models), "lmstudio" (it has
+        /api/v0/models), else "openai"."""
         try:
             props = self._request("/props", timeout=5.0)
             if isinstance(props, dict) and ("default_generation_settings" in props or "build_info" in props):
@@ -95,23 +94,27 @@ class ServerEngine:
                 raise
         models = self._request("/v1/models", timeout=5.0)  # neither: an unreachable server says so here
         owners = {m.get("owned_by") for m in (models.get("data") or [])} if isinstance(models, dict) else set()
-        return next((k for k in ("vllm", "sglang") if k in owners), "openai")
+        kind = next((k for k in ("vllm", "sglang") if k in owners), None)
+        return kind or ("lmstudio" if self._answers("lmstudio") else "openai")
 
-    def _check(self, kind: str) -> str:
-        """``kind`` when the server answers as one: its own endpoint, else one line naming the kinds."""
+    def _answers(self, kind: str) -> bool:
+        """Whether the server answers ``kind``'s own endpoint as that kind does (an unreachable one raises)."""
         path, looks = {"llama.cpp": ("/props", lambda r: isinstance(r, dict) and "default_generation_settings" in r),
                        "vllm": ("/metrics", lambda r: "vllm:" in r),
                        "sglang": ("/get_model_info", lambda r: isinstance(r, dict) and "model_path" in r),
                        "lmstudio": ("/api/v0/models", lambda r: isinstance(r, dict) and "data" in r)}[kind]
         try:
-            ok = looks(self._request(path, timeout=5.0))
+            return bool(looks(self._request(path, timeout=5.0)))
         except ServerError as e:
             if e.status is None:
                 raise  # unreachable: that line already says so
-            ok = False
-        if not ok:
-            raise ServerError(f"{self.url} does not answer as {kind} (GET {path}); pass the kind it is "
-                              f"({', '.join(KINDS)}) or leave it out to detect it")
+            return False
+
+    def _check(self, kind: str) -> str:
+        """``kind`` when the server answers as one, else one line naming the kinds."""
+        if not self._answers(kind):
+            raise ServerError(f"{self.url} does not answer as {kind}; pass the kind it is ({', '.join(KINDS)}) or "
+                              "leave it out to detect it")
         return kind
 
     def tokenize(self, text: str) -> list[int]:
@@ -125,6 +128,18 @@ class ServerEngine:
     def counters(self) -> Counts:
         return spec_counters(self.metrics_text())
 
+    def _scrape(self) -> Counts | None:
+        """The /metrics counters of a kind that has them; None for the others, and for an unknown OpenAI-compatible
+        server without /metrics (its response's own figures are then all there is)."""
+        if self.kind not in SCRAPED:
+            return None
+        try:
+            return self.counters()
+        except ServerError as e:
+            if self.kind != "openai" or e.status is None:
+                raise
+            return None
+
     # ------------------------------------------------------------------------------------------------- running
 
     def run(self, prompt: Any, max_new_tokens: int, top: int = 0) -> EngineRun:
@@ -132,7 +147,7 @@ class ServerEngine:
         ``raw["probs"]``; an accepted draft's are not the target's, llama.cpp reports it as certain). llama.cpp's
         and vLLM's spec-decode figures are their /metrics counters around the request; SGLang's and LM Studio's
         come with the response. New tokens and decode time come from the response for every kind."""
-        before = self.counters() if self.kind in SCRAPED else None
+        before = self._scrape()
         t0 = time.perf_counter()
         out = self._complete(prompt, max_new_tokens, top)
         seconds = time.perf_counter() - t0
