@@ -11,8 +11,9 @@ proposed, ``accepted`` = draft tokens accepted, ``accepted_per_pos[i]`` = drafts
 accepted exactly n draft tokens gives the per-position counts exactly: position i was accepted in every step with
 n > i.
 
-Live here: llama.cpp (``/metrics`` and ``timings``) and vLLM (``/metrics``, ``metrics.speculative_decoding``). The
-others are read from their documentation and source only (tests/test_formats.py, fixtures written by hand).
+Run against the real server here: llama.cpp (``/metrics`` and ``timings``, tests/test_llama_cpp.py). vLLM's
+``/metrics`` and ``metrics.speculative_decoding`` were read from a live vLLM by hand (issue 24). The others are read
+from their documentation and source only (tests/test_formats.py: fixtures written by hand from the field names).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
-from labkit.core.metrics import Counts, from_engine_counters
+from labkit.core.metrics import Counts, from_engine_counters, round_counts
 
 PREFIXES = ("llamacpp:", "vllm:")  # Prometheus spec-decode counter prefixes, tried in this order
 COUNTERS = {"drafts": "spec_decode_num_drafts", "draft_tokens": "spec_decode_num_draft_tokens",
@@ -42,26 +44,22 @@ def per_pos_from_histogram(hist: Mapping[Any, Any] | Sequence[Any] | None) -> tu
     return tuple(sum(steps for n, steps in by_n.items() if n > i) for i in range(top))
 
 
-def _histogram_totals(hist: Mapping[Any, Any] | Sequence[Any]) -> tuple[int, int]:
-    """(steps, accepted draft tokens) of an acceptance histogram: sum of H[n], sum of n H[n]."""
+def _histogram_accepted(hist: Mapping[Any, Any] | Sequence[Any]) -> int:
+    """Accepted draft tokens of an acceptance histogram: the sum of n H[n]."""
     items = hist.items() if isinstance(hist, Mapping) else enumerate(hist)
-    pairs = [(int(n), int(steps)) for n, steps in items]
-    return sum(s for _, s in pairs), sum(n * s for n, s in pairs)
+    return sum(int(n) * int(steps) for n, steps in items)
 
 
 def _steps(drafted: Sequence[int], accepted: Sequence[int]) -> Counts:
-    """Counts from per-step (drafted, accepted) pairs, as labkit counts its own rounds (core.metrics.round_counts):
-    every labkit-only counter is exact here (rejections, reach and proposals per position)."""
-    c = Counts()
-    for d, a in zip(drafted, accepted, strict=True):
-        d, a = int(d), int(a)
-        c = c + Counts(drafts=int(d > 0), draft_tokens=d, accepted=a, accepted_per_pos=tuple(int(i < a) for i in
-                       range(d)), rejections=int(a < d), verified_per_pos=tuple(int(i <= a) for i in range(d)),
-                       drafted_per_pos=(1,) * d)
-    return c
+    """Counts from per-step (drafted, accepted) pairs through core.metrics.round_counts, the formula labkit's own
+    rounds go through: every labkit-only counter is exact here (rejections, reach and proposals per position)."""
+    steps = [SimpleNamespace(drafted=range(int(d)), accepted=int(a), emitted=(), draft_seconds=0.0,
+                             verify_seconds=0.0, rejected_at=int(a) if int(a) < int(d) else None)
+             for d, a in zip(drafted, accepted, strict=True)]
+    return sum((round_counts(step) for step in steps), Counts())
 
 
-# ------------------------------------------------------------------------------------ llama.cpp and vLLM, live here
+# ------------------------------------------------------------------------------------ llama.cpp and vLLM
 
 
 def spec_counters(exposition: str) -> Counts:
@@ -144,7 +142,7 @@ def sglang_meta_info(meta: Mapping[str, Any], draft_tokens_per_step: int | None 
     n = int(meta.get("completion_tokens", 0) or 0)
     hist = meta.get("spec_accept_histogram")
     if hist:
-        accepted = _histogram_totals(hist)[1]
+        accepted = _histogram_accepted(hist)
     elif "spec_accept_token_num" in meta:
         accepted = int(meta["spec_accept_token_num"])
     else:
@@ -217,7 +215,7 @@ def mlx_from_draft(from_draft: Sequence[bool], draft_tokens_per_step: int | None
     budget): rounds = drafts = steps, accepted = count of True, and each step's accepted count gives accepted per
     position exactly. Draft tokens: steps x ``draft_tokens_per_step`` (``--num-draft-tokens``) when given, an upper
     bound (mlx-lm shortens the last drafts at the budget), else 0. Not exposed: timings per step, rejections
-    (a step that accepted everything and one that rejected its last draft look the same)."""
+    (without the draft length, a step that accepted all its drafts and one that rejected the next look the same)."""
     runs, run = [], 0
     for flag in from_draft:
         if flag:
