@@ -1,5 +1,8 @@
 """The server engine's counter parsing. vLLM cannot run here (no GPU): its exposition is the format vLLM documents
-(docs/features/speculative_decoding/acceptance_metrics, prometheus_client output), not captured from a live server."""
+(docs/features/speculative_decoding/acceptance_metrics, prometheus_client output), not captured from a live server.
+The ServerEngine tests at the end (kinds, vLLM's new tokens and rounds) run against a stand-in HTTP server."""
+
+import json
 
 import pytest
 
@@ -127,3 +130,131 @@ def test_labkit_and_transformers_are_engines_with_the_same_greedy_text():
     assert runs[hf.name].counts.new_tokens == 20 and runs[hf.name].seconds > 0
     with pytest.raises(ValueError, match="assistant"):
         TransformersEngine(target, "assistant", 2)
+
+
+# ------------------------------------------------------------------------------------ a server the user runs, by kind
+
+
+class _Fake:
+    """A stand-in server on a free port: ``routes`` maps a path to a function of the request body giving the
+    answer (a dict is sent as JSON, a str as text, None is a 404)."""
+
+    def __init__(self, routes):
+        import http.server
+        import threading
+
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self, body):
+                route = fake.routes.get(self.path)
+                out = None if route is None else route(body)
+                if out is None:
+                    self.send_error(404)
+                    return
+                data = (out if isinstance(out, str) else json.dumps(out)).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._answer(None)
+
+            def do_POST(self):
+                self._answer(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+
+            def log_message(self, *args):
+                pass
+
+        self.routes = routes
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+
+def _vllm_fake():
+    """vLLM after one request: its counters add 40 drafts, 160 draft tokens, 70 accepted (VLLM above, from 0);
+    the response carries usage.completion_tokens 200 and the per-request summary."""
+    served = {"n": 0}
+    empty = "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running 0.0\n"
+
+    def complete(body):
+        served["n"] += 1
+        return {"choices": [{"text": "abc", "index": 0}], "usage": {"prompt_tokens": 5, "completion_tokens": 200},
+                "metrics": {"speculative_decoding": {"num_spec_steps": 40, "num_draft_tokens": 160,
+                                                     "num_accepted_draft_tokens": 70}}}
+
+    return _Fake({"/v1/models": lambda _: {"data": [{"id": "m", "owned_by": "vllm"}]},
+                  "/metrics": lambda _: VLLM if served["n"] else empty, "/v1/completions": complete})
+
+
+def test_server_engine_fills_new_tokens_and_rounds_for_vllm():
+    """The issue's vLLM run had new_tokens = rounds = 0: usage.completion_tokens now gives new tokens, and rounds =
+    200 - 70 accepted, so tokens per verify and tok/s exist."""
+    fake = _vllm_fake()
+    try:
+        engine = ServerEngine(fake.url, model="m")
+        assert engine.kind == "vllm"  # detected by owned_by
+        run = engine.run("hello", 200)
+        c = run.counts
+        assert (c.drafts, c.draft_tokens, c.accepted, c.new_tokens, c.rounds, c.runs) == (40, 160, 70, 200, 130, 1)
+        assert metrics.tokens_per_verify(c) == pytest.approx(200 / 130)
+        assert metrics.end_to_end_tok_s(c) > 0 and run.raw["num_spec_steps"] == 40
+        assert ServerEngine(fake.url, model="m", kind="vllm").kind == "vllm"
+    finally:
+        fake.close()
+
+
+def test_server_engine_sglang_and_lmstudio_read_their_responses():
+    meta = {"completion_tokens": 50, "spec_verify_ct": 20, "spec_accept_histogram": [5, 5, 5, 5]}
+    stats = {"total_draft_tokens_count": 40, "accepted_draft_tokens_count": 30}
+    fake = _Fake({"/get_model_info": lambda _: {"model_path": "m"},
+                  "/generate": lambda b: {"text": "x", "output_ids": list(range(50)), "meta_info": meta}
+                  if b["sampling_params"]["max_new_tokens"] == 50 else None,
+                  "/api/v0/models": lambda _: {"data": [{"id": "m"}]},
+                  "/api/v0/completions": lambda b: {"choices": [{"text": "y"}], "stats": stats,
+                                                    "usage": {"completion_tokens": 64}}})
+    try:
+        c = ServerEngine(fake.url, kind="sglang").run("hi", 50).counts
+        assert (c.drafts, c.accepted, c.new_tokens, c.rounds, c.accepted_per_pos) == (20, 30, 50, 20, (15, 10, 5))
+        lm = ServerEngine(fake.url, kind="lmstudio").run("hi", 64)
+        assert (lm.counts.draft_tokens, lm.counts.accepted, lm.counts.new_tokens, lm.text) == (40, 30, 64, "y")
+    finally:
+        fake.close()
+
+
+def test_a_wrong_or_unknown_kind_is_one_line():
+    fake = _vllm_fake()
+    try:
+        for kind in ("llama.cpp", "sglang", "lmstudio"):
+            with pytest.raises(ServerError, match=f"does not answer as {kind}") as e:
+                ServerEngine(fake.url, kind=kind)
+            assert "\n" not in str(e.value)
+    finally:
+        fake.close()
+    with pytest.raises(ServerError, match="unknown server kind 'tgi'"):
+        ServerEngine("http://127.0.0.1:9", kind="tgi")
+    with pytest.raises(ServerError, match="cannot reach the server"):
+        ServerEngine("http://127.0.0.1:9", kind="vllm")
+
+
+def test_detection_of_lmstudio_and_a_plain_openai_server():
+    """LM Studio by its /api/v0; any other OpenAI-compatible server without /metrics still gives its new tokens."""
+    models = {"data": [{"id": "m", "owned_by": "organization_owner"}]}
+    lmstudio = _Fake({"/v1/models": lambda _: models, "/api/v0/models": lambda _: models})
+    other = _Fake({"/v1/models": lambda _: {"data": [{"id": "m", "owned_by": "someone"}]},
+                   "/v1/completions": lambda b: {"choices": [{"text": "z"}], "usage": {"completion_tokens": 7}}})
+    try:
+        assert ServerEngine(lmstudio.url).kind == "lmstudio"
+        engine = ServerEngine(other.url)
+        c = engine.run("hi", 7).counts
+        assert (engine.kind, c.new_tokens, c.rounds, c.drafts) == ("openai", 7, 7, 0)
+    finally:
+        lmstudio.close()
+        other.close()
