@@ -119,7 +119,7 @@ class ServerEngine:
         seconds = time.perf_counter() - t0
         served = difference(self.counters(), before)
         tokens, text, raw = self._parse(out)
-        n = len(tokens) if tokens is not None else int(raw.get("predicted_n", 0))
+        n = len(tokens) if tokens is not None else int(raw.get("predicted_n", raw.get("completion_tokens", 0)))
         decode_s = float(raw.get("predicted_ms", 0.0)) / 1e3  # llama.cpp's own decoding time (prefill apart)
         counts = from_engine_counters(served.drafts, served.draft_tokens, served.accepted, served.accepted_per_pos,
                                       new_tokens=n, wall_seconds=seconds, runs=1, decode_seconds=decode_s)
@@ -132,7 +132,7 @@ class ServerEngine:
                     "return_tokens": True, "stream": False, **({"n_probs": top} if top else {})}
             return self._request("/completion", body)
         body = {"model": self.model or "default", "prompt": prompt if isinstance(prompt, str) else list(prompt),
-                "max_tokens": n, "min_tokens": n, "temperature": 0.0, "ignore_eos": True}
+                "max_tokens": n, "min_tokens": n, "temperature": 0.0, "ignore_eos": True, "return_token_ids": True}
         return self._request("/v1/completions", body)
 
     def _parse(self, out: dict[str, Any]) -> tuple[list[int] | None, str | None, dict[str, Any]]:
@@ -144,6 +144,8 @@ class ServerEngine:
             return out.get("tokens"), out.get("content"), raw
         choice = (out.get("choices") or [{}])[0]
         raw = dict((out.get("metrics") or {}).get("speculative_decoding") or {})
+        if (out.get("usage") or {}).get("completion_tokens") is not None:  # the token count where ids are not sent
+            raw["completion_tokens"] = int(out["usage"]["completion_tokens"])
         return choice.get("token_ids"), choice.get("text"), raw
 
     def verify_cost(self, ks: list[int], rounds: int = 5, seed: int = 0, vocab: int = 30000) -> VerifyCost:
