@@ -3,11 +3,13 @@ labkit on the embedded model, one module-scoped server per configuration (plain,
 on 2 cores). Nothing here is mocked. The live tests are marked ``vllm`` and skipped when vLLM is not installed
 (unless LABKIT_VLLM_REQUIRED=1); `make test-vllm` runs them."""
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -207,6 +209,33 @@ def test_a_server_that_dies_mid_run_is_one_line_and_leaves_no_process(plain):
     while (_group(leader) or any(_alive(p) for p in workers)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _group(leader) and not [p for p in workers if _alive(p)], "no vLLM process is left running"
+
+
+@live
+def test_the_server_and_its_workers_die_with_a_killed_parent(python, tmp_path):
+    """A Python that started a vLLM server is killed outright (a kernel killed in JupyterLab): the server gets
+    SIGTERM from the kernel (PR_SET_PDEATHSIG) and takes its engine core with it; nothing of the group survives."""
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent("""
+        import json, time
+        from labkit.engines.vllm import VLLMServer
+        s = VLLMServer(threads=1).start()
+        print(json.dumps({"pid": s.proc.pid}), flush=True)
+        time.sleep(600)
+    """))
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        leader = json.loads(child.stdout.readline())["pid"]
+        workers = _descendants(leader)
+        assert workers and _alive(leader)
+        child.kill()
+        child.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while (_group(leader) or any(_alive(p) for p in workers)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _group(leader) and not [p for p in workers if _alive(p)], "vLLM outlived its killed parent"
+    finally:
+        child.kill()
 
 
 def _raises(call):
