@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ class LlamaServer(ServerProcess):
 
     what = "llama-server"
     error = LlamaServerError
+    death_signal = signal.SIGKILL  # it has no workers to stop, and once ignored a SIGTERM under load
 
     def __init__(self, model: str | os.PathLike, args: Sequence[str] = (), binary: str | os.PathLike | None = None,
                  threads: int | None = None, port: int | None = None, ready_timeout: float = 120.0,

@@ -67,11 +67,11 @@ def _libc_prctl() -> Any:
 _PRCTL = _libc_prctl()
 
 
-def die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the parent dies (PR_SET_PDEATHSIG), so a killed Python (a kernel
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """In the child, before exec: ``sig`` when the parent dies (PR_SET_PDEATHSIG), so a killed Python (a kernel
     killed from JupyterLab) leaves no server behind."""
     if _PRCTL is not None:
-        _PRCTL(1, signal.SIGTERM)
+        _PRCTL(1, sig)
 
 
 def exit_text(code: int | None) -> str:
@@ -136,6 +136,9 @@ class ServerProcess:
     error: type[EngineError] = EngineError
     own_group = False
     stop_grace_s = 5.0  # SIGTERM, then SIGKILL after this
+    # sent by the kernel when labkit's process dies: SIGTERM lets a server stop its own workers (vLLM does); a server
+    # with none may take SIGKILL (a llama-server once caught that one SIGTERM and kept running)
+    death_signal = signal.SIGTERM
 
     def __init__(self, port: int | None = None, ready_timeout: float = 120.0):
         self.port, self.ready_timeout = port, ready_timeout
@@ -178,7 +181,7 @@ class ServerProcess:
             self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=self.environment(),
                                          start_new_session=self.own_group,
-                                         preexec_fn=die_with_parent if _PRCTL is not None else None)
+                                         preexec_fn=self._preexec() if _PRCTL is not None else None)
         _LIVE.add(self)
         try:
             self._wait_ready(progress)
@@ -186,6 +189,10 @@ class ServerProcess:
             self.stop()
             raise
         return self
+
+    def _preexec(self) -> Callable[[], None]:
+        sig = int(self.death_signal)  # read here, in the parent: the child only calls prctl
+        return lambda: die_with_parent(sig)
 
     def _wait_ready(self, progress: Callable[[float], None] | None) -> None:
         t0 = time.monotonic()
