@@ -30,7 +30,7 @@ def serve(model: Path, port: int, k: int) -> subprocess.Popen:
 def run(k: int = 4, tokens: int = 64, timeout: float = 300, out: str | None = None) -> int:
     """Serve the embedded model with vLLM's n-gram drafter at ``k``, run the bench prompts (one per category) and
     print the spec-decode counters; 0 when it served, 1 when it did not."""
-    from labkit.engines.llama_cpp import free_port
+    from labkit.engines.process import free_port
     from labkit.engines.server import ServerEngine
     from labkit.measure.prompts import prompt_set
     from labkit.models.embedded import prepare_embedded

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from labkit.cli import bench, checks, doctor, generate, llama_server, train
+from labkit.cli import bench, checks, doctor, generate, llama_server, train, vllm_server
 from labkit.cli.args import quiet_for_json
 
-COMMANDS = (generate, bench, train, doctor, llama_server, checks)  # the order `labkit --help` lists them in
+# the order `labkit --help` lists them in
+COMMANDS = (generate, bench, train, doctor, llama_server, vllm_server, checks)
 
 
 class Parser(argparse.ArgumentParser):

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.engines.base import EngineError
+from labkit.engines.process import exit_text, read_record, run_logged, write_record
 
 LLAMA_CPP_PYTHON = "0.3.36"  # its sdist vendors llama.cpp at 0c1e57098 (2026-10-01)
 CMAKE_FLAGS = ("-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF",
@@ -68,18 +69,11 @@ def cached_binary() -> Path:
 
 def build_record() -> dict[str, Any]:
     """The cache's ``build.json`` (empty when there is none or it is unreadable)."""
-    with contextlib.suppress(OSError, ValueError):
-        rec = json.loads((cache_root() / "build.json").read_text())
-        if isinstance(rec, dict):
-            return rec
-    return {}
+    return read_record(cache_root() / "build.json")
 
 
 def _write_record(rec: dict[str, Any]) -> None:
-    path = cache_root() / "build.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rec, indent=1))
-    os.replace(tmp, path)
+    write_record(cache_root() / "build.json", rec)
 
 
 def this_cpu() -> str:
@@ -132,15 +126,6 @@ def _estimate() -> int:
 
 
 # ----------------------------------------------------------------------------------------------------- the proof
-
-
-def exit_text(code: int | None) -> str:
-    """A process's exit status in words: a crash by signal says which (-11 from Popen, 139 from a shell)."""
-    signals = {11: "a segmentation fault", 4: "an illegal instruction", 6: "an abort", 7: "a bus error"}
-    sig = -code if code is not None and code < 0 else code - 128 if code is not None and code > 128 else None
-    if sig in signals:
-        return f"exit {code}, {signals[sig]}"
-    return f"exit {code}"
 
 
 def crash_hint(code: int | None) -> str:
@@ -302,20 +287,15 @@ def _fetch_source(work: Path) -> Path:
 
 def _run(cmd: list[str], log: Path, what: str, bar: Any = None) -> None:
     """Run a build step, its output to ``log``; "[ 42%]" lines move ``bar``. A failure is one line naming the log."""
-    with open(log, "a", encoding="utf-8") as out:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert proc.stdout is not None
-        try:
-            for line in proc.stdout:
-                out.write(line)
-                m = re.match(r"\[\s*(\d+)%\]", line)
-                if bar is not None and m:
-                    bar.update(int(m.group(1)) - bar.n)
-        except BaseException:
-            proc.kill()
-            raise
-        if proc.wait() != 0:
-            raise LlamaServerError(f"llama-server {what} step failed (exit {proc.returncode}); the log is {log}")
+
+    def percent(line: str) -> None:
+        m = re.match(r"\[\s*(\d+)%\]", line)
+        if bar is not None and m:
+            bar.update(int(m.group(1)) - bar.n)
+
+    code = run_logged(cmd, log, percent)
+    if code != 0:
+        raise LlamaServerError(f"llama-server {what} step failed (exit {code}); the log is {log}")
 
 
 def describe() -> str:

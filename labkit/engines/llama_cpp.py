@@ -9,185 +9,66 @@ that started it is killed: the child asks the kernel for SIGTERM when its parent
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import json
 import os
-import re
 import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from labkit.engines.llama_build import LlamaServerError, build, cached_binary, crash_hint, exit_text, find_binary
+from labkit.engines.llama_build import LlamaServerError, build, cached_binary, crash_hint, find_binary
+from labkit.engines.process import _LIVE, ServedEngine, ServerProcess, free_port
 
 # building and proving the binary lives in llama_build; these names stay importable from here
-__all__ = ["LlamaCppEngine", "LlamaServer", "LlamaServerError", "build", "cached_binary", "find_binary", "spec_args"]
+# process handling lives in process (free_port and _LIVE stay importable from here)
+__all__ = ["_LIVE", "LlamaCppEngine", "LlamaServer", "LlamaServerError", "build", "cached_binary", "find_binary",
+           "free_port", "spec_args"]
 
 
 # ----------------------------------------------------------------------------------------------------- running
 
-_LIVE: set[LlamaServer] = set()
 
-
-def _stop_all() -> None:
-    for server in list(_LIVE):
-        server.stop()
-
-
-atexit.register(_stop_all)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_taken(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-def _libc_prctl() -> Any:
-    """libc's prctl, resolved in the parent: loading a library in the child of a threaded process (torch's threads)
-    is not safe between fork and exec, calling an already resolved function is."""
-    if sys.platform != "linux":
-        return None
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    return None
-
-
-_PRCTL = _libc_prctl()
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the parent dies (PR_SET_PDEATHSIG), so a killed Python (a kernel
-    killed from JupyterLab) leaves no server behind."""
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGTERM)
-
-
-class LlamaServer:
+class LlamaServer(ServerProcess):
     """One llama-server process for ``model`` (a GGUF file) with extra ``args`` (e.g. ``["--spec-default"]``).
 
     ``with LlamaServer(gguf, ["--spec-type", "ngram-simple"]) as s: s.url`` — started on 127.0.0.1 (a free port
     unless ``port`` is given), ready when ``/health`` answers, stopped when the block ends, whatever ends it."""
 
+    what = "llama-server"
+    error = LlamaServerError
+    death_signal = signal.SIGKILL  # it has no workers to stop, and once ignored a SIGTERM under load
+
     def __init__(self, model: str | os.PathLike, args: Sequence[str] = (), binary: str | os.PathLike | None = None,
                  threads: int | None = None, port: int | None = None, ready_timeout: float = 120.0,
                  context: int = 2048):
+        super().__init__(port, ready_timeout)
         self.model, self.args = Path(model), list(args)
         self.binary = find_binary(binary)
         self.threads = threads or _threads()
-        self.port, self.ready_timeout, self.context = port, ready_timeout, context
-        self.proc: subprocess.Popen | None = None
-        self._ended: int | None = None  # the exit status, kept after stop()
-        self.listened = False  # /health answered once
-        self.log_path: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self.context = context
 
     def command(self) -> list[str]:
         return [str(self.binary), "-m", str(self.model), "--host", "127.0.0.1", "--port", str(self.port),
                 "--metrics", "--no-webui", "-t", str(self.threads), "-c", str(self.context), "-np", "1",
                 *self.args]
 
-    def start(self) -> LlamaServer:
+    def check(self) -> None:
         if not self.model.is_file():
             raise LlamaServerError(f"model: {self.model} does not exist (a GGUF file; the embedded one is "
                                    "labkit.models.embedded.gguf_path())")
-        if self.port is None:
-            self.port = free_port()
-        elif _port_taken(self.port):
-            raise LlamaServerError(f"port {self.port} on 127.0.0.1 is taken: pass another port, or none (labkit "
-                                   "picks a free one)")
-        fd, log = tempfile.mkstemp(prefix="llama-server-", suffix=".log")
-        self.log_path = Path(log)
-        with os.fdopen(fd, "w") as out:
-            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL,
-                                         preexec_fn=_die_with_parent if _PRCTL is not None else None)
-        _LIVE.add(self)
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
+
+    def healthy(self, status: int, body: str) -> bool:
+        return status == 200 and json.loads(body).get("status") == "ok"
+
+    def crash_hint(self, code: int | None) -> str:
+        return crash_hint(code)
+
+    def start(self, progress: Any = None) -> LlamaServer:
+        super().start(progress)
         return self
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                code = self.proc.returncode
-                raise LlamaServerError(f"llama-server exited at start ({exit_text(code)}): {self.last_error()}"
-                                       f"{crash_hint(code)}; its log is {self.log_path}")
-            with contextlib.suppress(OSError, ValueError):
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200 and json.loads(r.read().decode()).get("status") == "ok":
-                        self.listened = True
-                        return
-            time.sleep(0.2)
-        raise LlamaServerError(f"llama-server did not answer /health within {self.ready_timeout:.0f} s; its log "
-                               f"is {self.log_path}")
-
-    def last_error(self) -> str:
-        """The most telling line of the server's log (an error line, else the last one)."""
-        try:
-            lines = [ln.strip() for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip()]
-        except (OSError, AttributeError):
-            return "no log"
-        errors = [ln for ln in lines if re.search(r"error|failed|couldn't|unable|invalid", ln, re.I)]
-        return (errors or lines or ["no output"])[-1][:300]
-
-    def exit_text(self) -> str:
-        """How the process ended, in words ("running" while it runs)."""
-        return "running" if self.returncode is None else exit_text(self.returncode)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def returncode(self) -> int | None:
-        """The exit status once the process has ended (also after ``stop``), else None."""
-        return self._ended if self.proc is None else self.proc.poll()
-
-    def stop(self) -> None:
-        """Terminate (SIGTERM, then SIGKILL after 5 s); safe to call twice."""
-        proc, self.proc = self.proc, None
-        _LIVE.discard(self)
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        self._ended = proc.returncode
 
     def __enter__(self) -> LlamaServer:
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"LlamaServer({self.model.name}, {' '.join(self.args) or 'plain'}, {self.url})"
@@ -261,42 +142,15 @@ def synthetic_alpha(method: str) -> float:
     return alpha
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(ServedEngine):
     """A llama-server for one configuration behind the engine protocol: started on construction (a free port on
     127.0.0.1), stopped by ``close()``, by ``with``, or when Python exits."""
 
     def __init__(self, model: str | os.PathLike, method: str = "plain", k: int = 0, binary: str | None = None,
                  threads: int | None = None, extra: Sequence[str] = ()):
-        from labkit.engines.server import ServerEngine
-
         self.name = f"llama.cpp {method}" + (f" k={k}" if k else "")
         self.server = LlamaServer(model, [*spec_args(method, k), *extra], binary=binary, threads=threads).start()
-        try:
-            self.client = ServerEngine(self.server.url, name=self.name)
-        except BaseException:
-            self.server.stop()
-            raise
-
-    def run(self, prompt: Any, max_new_tokens: int, top: int = 0) -> Any:
-        if not self.server.alive():
-            raise LlamaServerError(f"{self.name}: the llama-server stopped ({self.server.last_error()}); restart the "
-                                   "run (labkit starts a new one)")
-        from labkit.engines.server import ServerError
-
-        try:
-            return self.client.run(prompt, max_new_tokens, top)
-        except ServerError as e:
-            if not self.server.alive():
-                raise LlamaServerError(f"{self.name}: the llama-server died during the request "
-                                       f"({self.server.exit_text()}: {self.server.last_error()})"
-                                       f"{crash_hint(self.server.returncode)}") from None
-            raise e
-
-    def close(self) -> None:
-        self.server.stop()
+        self._connect()
 
     def __enter__(self) -> LlamaCppEngine:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

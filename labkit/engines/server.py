@@ -172,6 +172,8 @@ class ServerEngine:
                                                "sampling_params": params})
         body = {"model": self.model or "default", "prompt": prompt if text else list(prompt),
                 "max_tokens": n, "min_tokens": n, "temperature": 0.0, "ignore_eos": True}
+        if self.kind != "lmstudio":  # vLLM returns the token ids only when asked
+            body["return_token_ids"] = True
         return self._request("/api/v0/completions" if self.kind == "lmstudio" else "/v1/completions", body)
 
     def _parse(self, out: dict[str, Any]) -> tuple[list[int] | None, str | None, dict[str, Any], Counts]:
