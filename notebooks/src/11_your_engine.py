@@ -200,5 +200,5 @@ for label, m in pooled.items():
     if m.counts.drafts:
         assert all(a >= b for a, b in zip(m.acceptance_by_position, m.acceptance_by_position[1:], strict=False))
         assert 1 < m.mean_acceptance_length <= 1 + max(len(m.acceptance_by_position), 1)
-assert all(v["ratio"] > 0 for v in cost.values())
+assert all(v > 0 for v in cost.raw.values()) and cost.ks == sorted(KS)
 print("✓ llama.cpp's drafters keep plain decoding's tokens; its counters give the lab's quantities; no server left")
