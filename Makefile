@@ -63,7 +63,7 @@ test-fast: setup lint
 
 # vLLM's live tests (not yet part of `test`: three server starts of 1-2 min each here, about 4 min in all).
 test-vllm: setup vllm-server
-	LABKIT_CI=1 LABKIT_VLLM_REQUIRED=1 $(BIN)/python -m pytest tests/test_vllm.py $(PYTEST_ARGS); \
+	LABKIT_CI=1 LABKIT_VLLM_REQUIRED=1 $(BIN)/python -m pytest tests/test_vllm.py tests/test_bench_vllm.py $(PYTEST_ARGS); \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest ran no tests" >&2; exit 1; fi; exit $$rc
 
 clean:

@@ -7,7 +7,7 @@ from typing import Any
 
 from labkit.cli.args import add_prompts, positive_int
 from labkit.core.drafter_spec import parse
-from labkit.measure.bench.settings import ENGINES, LLAMA_METHODS, BenchSettings, quick_settings
+from labkit.measure.bench.settings import ENGINES, LLAMA_METHODS, VLLM_METHODS, BenchSettings, quick_settings
 from labkit.measure.prompts import CATEGORIES
 
 
@@ -45,6 +45,15 @@ def _csv_specs(text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _csv_vllm(text: str) -> tuple[str, ...]:
+    """vLLM methods, one per draft length: "plain,ngram@2,4" -> ("plain", "ngram@2", "ngram@4")."""
+    out: list[str] = []
+    for spec in _csv_specs(text):
+        name, at, ks = spec.partition("@")
+        out += [f"{name}@{k}" for k in ks.split(",")] if at else [name]
+    return tuple(out)
+
+
 def settings_from_args(a: argparse.Namespace) -> BenchSettings:
     if a.quick:
         over = {"progress": not a.no_progress, "cache": a.cache, "compile_mode": a.compile,
@@ -66,6 +75,8 @@ def settings_from_args(a: argparse.Namespace) -> BenchSettings:
     s.llama_server = a.llama_server
     if a.llama_methods is not None:
         s.llama_methods = a.llama_methods
+    if a.vllm_methods is not None:
+        s.vllm_methods = a.vllm_methods
     return s
 
 
@@ -127,12 +138,16 @@ def register(sub: Any) -> None:
     p.add_argument("--top-p", type=float, default=None, help="sampling: nucleus mass (Gemma: 0.95)")
     p.add_argument("--out", default="bench-out", help="folder for bench.json, bench.csv, bench.html")
     p.add_argument("--engines", type=_csv_engines, default=None,
-                   help="labkit,transformers (default), and llama.cpp: llama-server on the same GGUF, plain, "
-                        "ngram-mod (--spec-default) and ngram-simple / ngram-map-k at the bench's ks")
+                   help="labkit,transformers (default), llama.cpp: llama-server on the same GGUF, plain, "
+                        "ngram-mod (--spec-default) and ngram-simple / ngram-map-k at the bench's ks, and vllm: "
+                        "vLLM's CPU build (`labkit vllm-server install`) on the same model, one server per method")
     p.add_argument("--llama-methods", type=_csv_strs, default=None,
                    help=f"llama.cpp configurations (default {','.join(LLAMA_METHODS)}); synthetic-ALPHA (e.g. "
                         "synthetic-0.8) adds llama.cpp's timing-only --spec-synth-rates at ALPHA^(j+1) by position "
                         "for each k: its speed against acceptance and k, and its verify cost")
+    p.add_argument("--vllm-methods", type=_csv_vllm, default=None,
+                   help=f"vLLM configurations (default {','.join(VLLM_METHODS)}): plain, ngram@K (K drafted tokens "
+                        "by prompt lookup); ngram@2,4 is ngram@2 and ngram@4")
     p.add_argument("--llama-server", default=None, metavar="PATH",
                    help="the llama-server binary (default: $LABKIT_LLAMA_SERVER, else `labkit llama-server build`)")
     p.add_argument("--quick", action="store_true",

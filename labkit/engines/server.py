@@ -161,16 +161,17 @@ class ServerEngine:
 
     def _complete(self, prompt: Any, n: int, top: int = 0) -> dict[str, Any]:
         text = isinstance(prompt, str)
+        prompt = prompt if text else list(map(int, prompt))  # token ids: a list, a tensor or an array
         if self.kind == "llama.cpp":
-            body = {"prompt": prompt if text else list(map(int, prompt)), "n_predict": n,
+            body = {"prompt": prompt, "n_predict": n,
                     "temperature": 0.0, "top_k": 1, "ignore_eos": True, "cache_prompt": False,
                     "return_tokens": True, "stream": False, **({"n_probs": top} if top else {})}
             return self._request("/completion", body)
         if self.kind == "sglang":
             params = {"max_new_tokens": n, "min_new_tokens": n, "temperature": 0.0, "ignore_eos": True}
-            return self._request("/generate", {("text" if text else "input_ids"): prompt if text else list(prompt),
+            return self._request("/generate", {("text" if text else "input_ids"): prompt,
                                                "sampling_params": params})
-        body = {"model": self.model or "default", "prompt": prompt if text else list(prompt),
+        body = {"model": self.model or "default", "prompt": prompt,
                 "max_tokens": n, "min_tokens": n, "temperature": 0.0, "ignore_eos": True}
         if self.kind != "lmstudio":  # vLLM returns the token ids only when asked
             body["return_token_ids"] = True

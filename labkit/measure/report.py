@@ -106,7 +106,7 @@ def header_lines(result: dict[str, Any]) -> list[str]:
                      f"(90th percentile {q['kl_p90']:.4f}); speculative decoding is lossless against the int8 target")
     if meta.get("counter_check"):
         cc = meta["counter_check"]
-        heads.append(f"llama.cpp counters: per-request draft_n / draft_n_accepted equal the /metrics deltas in "
+        heads.append(f"server counters (llama.cpp, vLLM): per-request figures equal the /metrics deltas in "
                      f"{cc['agree']} of {cc['requests']} requests")
     synth = [r for r in result["rows"] if r.get("verify_cost") and r["category"] == "all"]
     if synth:

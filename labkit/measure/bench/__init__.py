@@ -19,8 +19,8 @@ from typing import Any
 # Names load on first use: `labkit --help` reads the settings' names (labkit.cli.bench) without importing torch.
 _MODULES = {
     "settings": ("DEFAULT_KS", "ENGINES", "HF_GREEDY", "LABKIT_DRAFTERS", "LABKIT_PLAIN", "LLAMA_METHODS",
-                 "BenchSettings", "Method", "Workload", "bench_prompts", "load_workload", "plan", "prompt_ids",
-                 "quick_settings", "spec_ks"),
+                 "VLLM_METHODS", "BenchSettings", "Method", "Workload", "bench_prompts", "load_workload", "plan",
+                 "prompt_ids", "quick_settings", "spec_ks"),
     "run": ("RunRecord", "build_engines", "measure", "run_bench", "run_record", "set_threads"),
     "summary": ("ROUND_METRICS", "Row", "add_free_draft_verify_cost", "add_roofline", "counter_check",
                 "quality_vs_bf16", "summarize", "theory_curves"),

@@ -36,7 +36,7 @@ class RunRecord:
     new_tokens: int
     counts: metrics.Counts
     has_rounds: bool  # the engine reports drafting counters (transformers' generate does not)
-    counters_agree: bool | None = None  # llama.cpp: its per-request figures equal its /metrics deltas
+    counters_agree: bool | None = None  # llama.cpp, vLLM: its per-request figures equal its /metrics deltas
     repetition: float | None = None  # share of generated 4-grams seen before (labkit.measure.text)
     tokens: list[int] = field(default_factory=list)  # kept in memory, not written
     prompt_ids: list[int] = field(default_factory=list)  # kept in memory, not written
@@ -71,7 +71,8 @@ def build_engines(s: BenchSettings, w: Workload, methods: list[Method]) -> list[
         if labkit_drafter and drafters[m.name] is None:
             continue
         w.engines[m.key] = (_labkit_engine(s, w, drafters.get(m.name), m) if m.engine == "labkit"
-                            else _llama_engine(s, m) if m.engine == "llama.cpp" else _hf_engine(s, w, m))
+                            else _llama_engine(s, m) if m.engine == "llama.cpp"
+                            else _vllm_engine(s, m) if m.engine == "vllm" else _hf_engine(s, w, m))
         kept.append(m)
     return kept
 
@@ -124,14 +125,32 @@ def _llama_engine(s: BenchSettings, m: Method) -> Any:
     return LlamaCppEngine(gguf_path(), m.name, m.k, binary=s.llama_server, threads=torch.get_num_threads())
 
 
+def _vllm_engine(s: BenchSettings, m: Method) -> Any:
+    """A vLLM server for this method (started now, on the embedded model as vLLM loads it, kept for the whole run),
+    on as many threads as labkit's own loop."""
+    from labkit.engines.vllm import VLLMEngine
+
+    return VLLMEngine(f"{m.name}@{m.k}" if m.k else m.name, threads=torch.get_num_threads(), progress=s.progress)
+
+
+def counters_agree(raw: dict[str, Any], c: metrics.Counts) -> bool | None:
+    """Whether a served request's own figures equal the /metrics counter deltas taken around it (``c``):
+    llama.cpp's ``timings.draft_n`` / ``draft_n_accepted``, vLLM's ``metrics.speculative_decoding``
+    ``num_spec_steps`` / ``num_draft_tokens`` / ``num_accepted_draft_tokens``; None when the response has neither."""
+    if "draft_n" in raw:
+        return int(raw["draft_n"]) == c.draft_tokens and int(raw.get("draft_n_accepted", -1)) == c.accepted
+    if "num_draft_tokens" in raw:
+        return ((int(raw.get("num_spec_steps", -1)), int(raw["num_draft_tokens"]),
+                 int(raw.get("num_accepted_draft_tokens", -1))) == (c.drafts, c.draft_tokens, c.accepted))
+    return None
+
+
 def run_record(rec: dict[str, Any], m: Method, prompt_ids: torch.Tensor) -> RunRecord:
     """A sweep record (labkit.measure.sweep.run_side_by_side) as the bench keeps it: the engine's counts with the
     tokens counted and the wall time taken around the call."""
     run, tokens = rec["result"], rec["tokens"]
     c = dataclasses.replace(run.counts, new_tokens=len(tokens), wall_seconds=rec["seconds"])
-    raw = run.raw  # llama.cpp's per-request figures, checked against its /metrics deltas for the same request
-    agree = (None if "draft_n" not in raw else
-             int(raw["draft_n"]) == c.draft_tokens and int(raw.get("draft_n_accepted", -1)) == c.accepted)
+    agree = counters_agree(run.raw, c)  # a server's per-request figures against its /metrics deltas
     ids = prompt_ids.tolist()
     return RunRecord(m.key, rec["category"], rec["prompt"], rec["repeat"], rec["seconds"],
                      None if m.served else rec["cpu_seconds"], len(tokens), c, m.has_rounds, agree,

@@ -15,18 +15,19 @@ if TYPE_CHECKING:  # torch loads with the runs: `labkit --help` reads this modul
 
 DEFAULT_KS = (0, 1, 2, 3, 4, 6, 8, 12, 16)
 LABKIT_DRAFTERS = ("ngram", "early-exit", "mtp", "hybrid")
-ENGINES = ("labkit", "transformers", "llama.cpp")
-SERVED = ("llama.cpp",)  # engines that run in another process: this process's CPU time says nothing of them
+ENGINES = ("labkit", "transformers", "llama.cpp", "vllm")
+SERVED = ("llama.cpp", "vllm")  # engines that run in another process: this process's CPU time says nothing of them
 NO_ROUNDS = ("transformers",)  # engines that expose no drafting counters: acceptance is unknown, not 0
 # llama.cpp's drafters: ngram-mod is its --spec-default (its own draft lengths); the others run at the bench's ks
 LLAMA_METHODS = ("plain", "ngram-mod", "ngram-simple", "ngram-map-k")
+VLLM_METHODS = ("plain", "ngram@4")  # labkit.engines.vllm.parse_method: plain, ngram@K
 
 
 @dataclass(frozen=True)
 class Method:
     """One configuration: an engine, a drafting method and a draft length k (0 = plain decoding)."""
 
-    engine: str  # "labkit" | "transformers" | "llama.cpp"
+    engine: str  # "labkit" | "transformers" | "llama.cpp" | "vllm"
     name: str  # labkit: "plain" or a drafter spec; transformers: one of HF_MODES
     k: int = 0
     decoding: str = "greedy"  # or "sampled": the settings' temperature, top-k, top-p (labkit only)
@@ -85,6 +86,7 @@ class BenchSettings:
     engines: tuple[str, ...] = ("labkit", "transformers")  # + "llama.cpp": llama-server on the same GGUF
     llama_server: str | None = None  # the llama-server binary (default: $LABKIT_LLAMA_SERVER or labkit's build)
     llama_methods: tuple[str, ...] = LLAMA_METHODS
+    vllm_methods: tuple[str, ...] = VLLM_METHODS  # one vLLM server per method, on the embedded model
 
     def __post_init__(self) -> None:
         if self.prompts_file is not None:  # a Path too; kept as text so bench.json can write the settings
@@ -111,6 +113,23 @@ class BenchSettings:
                 or (self.top_p is not None and not 0 < self.top_p <= 1)):
             raise ValueError("sampling: need --temperature >= 0, --top-k >= 1, --top-p in (0, 1] (Gemma: 1.0, 64, "
                              "0.95)")
+        if "vllm" in self.engines:
+            _check_vllm(self)
+
+
+def _check_vllm(s: BenchSettings) -> None:
+    """vLLM's methods and its install, before any model loads (one line each)."""
+    from labkit.engines.vllm import parse_method
+    from labkit.engines.vllm_install import VLLMError, find_python
+
+    for method in s.vllm_methods:
+        parse_method(method)
+    if s.model != "gemma3-270m":
+        raise ValueError("engines: vllm runs the embedded model only (--model gemma3-270m)")
+    try:
+        find_python()
+    except VLLMError as e:
+        raise ValueError("vllm: not installed: run `labkit vllm-server install`") from e
 
 
 @dataclass
@@ -221,6 +240,10 @@ def plan(s: BenchSettings, w: Workload) -> list[Method]:
 
                 synthetic_alpha(name)  # a bad alpha fails here, before any server starts
             methods += [Method("llama.cpp", name, k) for k in ks]
+    if "vllm" in s.engines:
+        from labkit.engines.vllm import parse_method
+
+        methods += [Method("vllm", *parse_method(name)) for name in s.vllm_methods]
     return methods
 
 

@@ -12,7 +12,7 @@ from labkit.core import metrics
 from labkit.core.verify_cost import VerifyCost, as_verify_cost
 from labkit.measure import theory
 from labkit.measure.bench.run import RunRecord
-from labkit.measure.bench.settings import HF_GREEDY, LABKIT_PLAIN, Method
+from labkit.measure.bench.settings import HF_GREEDY, LABKIT_PLAIN, SERVED, Method
 
 # the labkit.core.metrics quantities a row carries when the engine reports its rounds (glossary: docs/metrics.md)
 ROUND_METRICS = ("tokens_per_verify", "mean_draft_length", "mean_acceptance_length", "draft_acceptance_rate",
@@ -108,10 +108,12 @@ def summarize(runs: list[RunRecord], methods: list[Method], categories: list[str
     for decoding in dict.fromkeys(r.decoding for r in rows):
         _ratios(rows, "end_to_end_tok_s", "ratio_vs_plain",
                 lambda r, d=decoding: r.engine == "labkit" and r.method == "plain" and r.decoding == d,
-                only=lambda r, d=decoding: r.decoding == d and r.engine != "llama.cpp")
-    # llama.cpp against its own plain decoding, and every row against llama.cpp's plain decoding
+                only=lambda r, d=decoding: r.decoding == d and r.engine not in SERVED)
+    # a server (llama.cpp, vLLM) against its own plain decoding, and every row against llama.cpp's plain decoding
+    for engine in SERVED:
+        _ratios(rows, "end_to_end_tok_s", "ratio_vs_plain", lambda r, e=engine: r.engine == e and r.method == "plain",
+                only=lambda r, e=engine: r.engine == e)
     llama_plain = lambda r: r.engine == "llama.cpp" and r.method == "plain"  # noqa: E731
-    _ratios(rows, "end_to_end_tok_s", "ratio_vs_plain", llama_plain, only=lambda r: r.engine == "llama.cpp")
     _ratios(rows, "end_to_end_tok_s", "ratio_vs_llama_plain", llama_plain)
     return rows
 
@@ -160,8 +162,9 @@ def theory_curves(rows: list[Row], k_max: int = 16, verify_cost: VerifyCost | No
 
 
 def counter_check(runs: list[RunRecord]) -> dict[str, int] | None:
-    """How many served requests' own figures (llama.cpp's timings.draft_n / draft_n_accepted) equal the /metrics
-    counter deltas of the same request; None when no engine reported both."""
+    """How many served requests' own figures (llama.cpp's timings.draft_n / draft_n_accepted, vLLM's
+    metrics.speculative_decoding) equal the /metrics counter deltas of the same request; None when no engine reported
+    both."""
     checked = [r.counters_agree for r in runs if r.counters_agree is not None]
     return {"requests": len(checked), "agree": sum(checked)} if checked else None
 
