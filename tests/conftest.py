@@ -8,6 +8,17 @@ from labkit import tiny_pair
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+def installed_or_skip(find, error: type[Exception], required_env: str):
+    """``find()``'s answer (a binary, an install); where it is missing, skip, unless ``required_env`` is set (make
+    test builds what it needs first: a missing one there is a failure, not a skip)."""
+    try:
+        return find()
+    except error as e:
+        if os.environ.get(required_env):
+            raise
+        pytest.skip(str(e))
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models are pure Python overhead: one thread is fastest, and on a busy machine far faster."""

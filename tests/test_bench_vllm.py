@@ -11,6 +11,7 @@ import sys
 import uuid
 
 import pytest
+from conftest import installed_or_skip
 
 from labkit.measure.bench import BenchSettings, run_bench
 
@@ -33,12 +34,7 @@ def _marked(mark: str) -> list[int]:
 def test_bench_runs_labkit_and_vllm_in_one_table(monkeypatch):
     from labkit.engines.vllm_install import VLLMError, find_python
 
-    try:
-        find_python()
-    except VLLMError as e:
-        if os.environ.get("LABKIT_VLLM_REQUIRED"):
-            raise  # asked to run it: a missing install is a failure, not a skip
-        pytest.skip(str(e))
+    installed_or_skip(find_python, VLLMError, "LABKIT_VLLM_REQUIRED")
     mark = f"LABKIT_BENCH_VLLM_TEST={uuid.uuid4().hex}"
     monkeypatch.setenv(*mark.split("="))  # every server this run starts inherits it: found by it afterwards
     s = BenchSettings(engines=("labkit", "vllm"), drafters=("ngram@2",), ks=(0, 2), policies=(), hf_modes=("greedy",),

@@ -10,6 +10,7 @@ import textwrap
 import time
 
 import pytest
+from conftest import installed_or_skip
 
 from labkit.core import metrics
 from labkit.engines import llama_cpp
@@ -25,12 +26,7 @@ pytestmark = pytest.mark.server
 
 @pytest.fixture(scope="module")
 def binary():
-    try:
-        return llama_cpp.find_binary()
-    except LlamaServerError as e:
-        if os.environ.get("LABKIT_LLAMA_REQUIRED"):
-            raise  # make test builds it first: a missing binary there is a failure, not a skip
-        pytest.skip(str(e))
+    return installed_or_skip(llama_cpp.find_binary, LlamaServerError, "LABKIT_LLAMA_REQUIRED")
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from conftest import installed_or_skip
 
 from labkit.core import metrics
 from labkit.engines import vllm_install
@@ -33,12 +34,7 @@ def _prompts() -> list[str]:
 
 @pytest.fixture(scope="module")
 def python():
-    try:
-        return vllm_install.find_python()
-    except VLLMError as e:
-        if os.environ.get("LABKIT_VLLM_REQUIRED"):
-            raise  # asked to run them: a missing install is a failure, not a skip
-        pytest.skip(str(e))
+    return installed_or_skip(vllm_install.find_python, VLLMError, "LABKIT_VLLM_REQUIRED")
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import torch
 
 from labkit.checks.options import GpuCheckOptions
 from labkit.checks.report import Report
+from labkit.core import metrics
 from labkit.lab.real_pair import REAL_ASSISTANT, REAL_TARGET, load_real_pair
 
 
@@ -41,7 +42,7 @@ def real_bench(rep: Report, args: GpuCheckOptions, device: torch.device) -> dict
     plain = overall[("labkit", "plain")]
     if lab:
         pos = ", ".join(f"{a:.2f}" for a in lab["acceptance_by_position"] or [])
-        ratio = lab["end_to_end_tok_s"] / plain["end_to_end_tok_s"]
+        ratio = metrics.speedup(lab["end_to_end_tok_s"], plain["end_to_end_tok_s"])
         rep.info("real: labkit + assistant (k=4)", f"{lab['end_to_end_tok_s']:.1f} tok/s, {ratio:.2f}x "
                  f"labkit plain, {lab['ratio_vs_hf_greedy']:.2f}x transformers greedy; acceptance by position {pos}")
     if hf:

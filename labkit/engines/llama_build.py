@@ -101,18 +101,19 @@ def find_binary(explicit: str | os.PathLike | None = None) -> Path:
         raise LlamaServerError("no llama-server binary: build one with `labkit llama-server build` (about "
                                f"{_estimate() // 60} min, once per machine), or pass --llama-server PATH / set "
                                "LABKIT_LLAMA_SERVER")
-    rec = build_record()
-    if rec.get("cpu") != this_cpu() or "served" not in rec:
-        rec = _prove_cached(path, rec)
+    rec = _cached_proof(path)
     if not rec["served"]:
         raise LlamaServerError(f"the cached llama-server ({rec.get('variant', 'an older build')}) does not serve on "
                                f"this CPU: {rec['why']}; {FORCE_HINT}")
     return path
 
 
-def _prove_cached(path: Path, rec: dict[str, Any]) -> dict[str, Any]:
-    """Try a cached binary that was never proven on this CPU (silently: a failure is the caller's one line), and
-    remember the answer."""
+def _cached_proof(path: Path) -> dict[str, Any]:
+    """The cached binary's record, proven on this CPU: one never tried here (an older labkit's, or a record from
+    another CPU) is tried now, silently (a failure is the caller's one line), and the answer remembered."""
+    rec = build_record()
+    if rec.get("cpu") == this_cpu() and "served" in rec:
+        return rec
     proof = prove(path)
     rec = {**rec, "variant": rec.get("variant", "native (older labkit)"), "served": proof.served, "why": proof.why,
            "cpu": this_cpu(), "proved": time.strftime("%Y-%m-%d %H:%M")}
@@ -182,10 +183,7 @@ def build(jobs: int | None = None, progress: bool = True, force: bool = False) -
     it. A cached binary that served is returned at once unless ``force``; one never proven is tried first."""
     target = cached_binary()
     if target.is_file() and not force:
-        rec = build_record()
-        if rec.get("served") and rec.get("cpu") == this_cpu():
-            return target
-        if _prove_cached(target, rec)["served"]:
+        if _cached_proof(target)["served"]:
             return target
         print("llama-server: the cached binary does not serve on this CPU; building it again", file=sys.stderr)
     for tool in ("cmake", "c++"):

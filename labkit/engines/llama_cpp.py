@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.engines.llama_build import LlamaServerError, build, cached_binary, crash_hint, find_binary
-from labkit.engines.process import _LIVE, ServedEngine, ServerProcess, free_port
+from labkit.engines.process import _LIVE, ServedEngine, ServerProcess, free_port, server_threads
 
 # building and proving the binary lives in llama_build; these names stay importable from here
 # process handling lives in process (free_port and _LIVE stay importable from here)
@@ -44,7 +44,7 @@ class LlamaServer(ServerProcess):
         super().__init__(port, ready_timeout)
         self.model, self.args = Path(model), list(args)
         self.binary = find_binary(binary)
-        self.threads = threads or _threads()
+        self.threads = threads or server_threads()
         self.context = context
 
     def command(self) -> list[str]:
@@ -67,17 +67,9 @@ class LlamaServer(ServerProcess):
         super().start(progress)
         return self
 
-    def __enter__(self) -> LlamaServer:
-        return self.start()
-
     def __repr__(self) -> str:
         return f"LlamaServer({self.model.name}, {' '.join(self.args) or 'plain'}, {self.url})"
 
-
-def _threads() -> int:
-    from labkit.threads import choose_threads
-
-    return choose_threads()[0]
 
 
 # ----------------------------------------------------------------------------------------------------- lossless?
@@ -151,6 +143,3 @@ class LlamaCppEngine(ServedEngine):
         self.name = f"llama.cpp {method}" + (f" k={k}" if k else "")
         self.server = LlamaServer(model, [*spec_args(method, k), *extra], binary=binary, threads=threads).start()
         self._connect()
-
-    def __enter__(self) -> LlamaCppEngine:
-        return self

@@ -37,6 +37,13 @@ def _stop_all() -> None:
 atexit.register(_stop_all)
 
 
+def server_threads() -> int:
+    """The threads a server gets: labkit's one thread policy, as for labkit's own loop."""
+    from labkit.threads import choose_threads
+
+    return choose_threads()[0]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

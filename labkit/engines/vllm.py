@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from labkit.engines.process import ServedEngine, ServerProcess
+from labkit.engines.process import ServedEngine, ServerProcess, server_threads
 from labkit.engines.vllm_install import VLLMError, find_python, model_dir, prepare_model
 
 READY_TIMEOUT_S = 300.0  # start-up took 61-104 s here on a busy 2-core machine
@@ -66,7 +66,7 @@ class VLLMServer(ServerProcess):
         self.python = find_python(python)  # first: a missing install is the first thing said
         self.model = Path(model) if model is not None else (model_dir() if model_dir().is_dir() else prepare_model())
         self.args, self.max_model_len = list(args), max_model_len
-        self.threads = threads or _threads()
+        self.threads = threads or server_threads()
 
     def command(self) -> list[str]:
         return [str(self.python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
@@ -85,10 +85,6 @@ class VLLMServer(ServerProcess):
             raise VLLMError(f"model: {self.model} is not a model folder (config.json); the embedded one is prepared "
                             "by `labkit vllm-server install`")
 
-    def __enter__(self) -> VLLMServer:
-        self.start()
-        return self
-
     def __repr__(self) -> str:
         return f"VLLMServer({self.model.name}, {' '.join(self.args) or 'plain'}, {self.url})"
 
@@ -101,11 +97,6 @@ def _cpus() -> list[int]:
     except AttributeError:
         return list(range(os.cpu_count() or 1))
 
-
-def _threads() -> int:
-    from labkit.threads import choose_threads
-
-    return choose_threads()[0]
 
 
 def _say(seconds: float) -> None:
@@ -124,6 +115,3 @@ class VLLMEngine(ServedEngine):
         self.server = VLLMServer(model, [*spec_args(method), *extra], python=python, threads=threads, port=port)
         self.server.start(_say if progress else None)
         self._connect(model=self.server.model.name)
-
-    def __enter__(self) -> VLLMEngine:
-        return self

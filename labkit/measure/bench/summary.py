@@ -128,7 +128,7 @@ def _ratios(rows: list[Row], speed: str, ratio: str, is_base: Callable[[Row], bo
     for r in rows:
         if r.category != "all":
             mine, theirs = getattr(r, speed), base[r.category]
-            setattr(r, ratio, mine / theirs if mine and theirs else None)
+            setattr(r, ratio, metrics.speedup(mine, theirs))
     for r in rows:
         if r.category == "all":
             cats = [getattr(x, ratio) for x in rows if x.category != "all" and x.same_configuration(r)]
@@ -156,7 +156,7 @@ def theory_curves(rows: list[Row], k_max: int = 16, verify_cost: VerifyCost | No
                     "curve": [{"k": k, "speedup": theory.expected_speedup(a, k, c, cost.at(k))}
                               for k in range(k_max + 1)],
                     "best_k": theory.best_k(a, c, k_max, VerifyCost(cost.upto(k_max)))[0],
-                    "measured": [{"k": r.k, "speedup": r.end_to_end_tok_s / plain["all"]} for r in mine]
+                    "measured": [{"k": r.k, "speedup": metrics.speedup(r.end_to_end_tok_s, plain["all"])} for r in mine]
                     if plain else []})
     return out
 
